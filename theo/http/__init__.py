@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP app (FastAPI), independent of how models are run."""

@@ -1,0 +1,212 @@
+"""The FastAPI app: OpenAI's audio and model routes, health, and error mapping.
+
+Request path: form fields → :func:`build_request` (validation) → decode audio →
+backend (the model's runner) → :func:`render_result`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import anyio
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from theo import __version__
+from theo.audio import decode_audio
+from theo.errors import (
+    InternalServerError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ServiceUnavailableError,
+    TheoError,
+)
+from theo.formats import ResponseFormat
+from theo.http.backend import TranscriptionBackend
+from theo.http.middleware import RequestContextMiddleware, UploadLimitMiddleware
+from theo.http.requests import Granularity, build_request
+from theo.http.responses import error_response, render_result
+from theo.registry import ModelRegistry
+from theo.settings import Settings
+from theo.transcription import Task, TranscriptionJob
+
+logger = logging.getLogger(__name__)
+
+# Mirrors OpenAI's ``created`` field; Theo has no per-model creation date.
+_CREATED = 0
+
+
+def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = loc[0] if loc else None
+    if param == "timestamp_granularities[]":
+        param = "timestamp_granularities"
+    if first.get("type") == "missing":
+        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
+    detail = first.get("msg", "invalid value")
+    return InvalidRequestError(f"Invalid value for '{param}': {detail}.", param=param)
+
+
+def create_app(
+    settings: Settings, registry: ModelRegistry, backend: TranscriptionBackend | None = None
+) -> FastAPI:
+    """Build the HTTP app; ``app.state.backend`` may be set later (when runners exist)."""
+    app = FastAPI(title="Theo", version=__version__, description="OpenAI-compatible speech to text")
+    app.state.backend = backend
+
+    def get_backend() -> TranscriptionBackend:
+        current: TranscriptionBackend | None = app.state.backend
+        if current is None:
+            raise ServiceUnavailableError("The model runners are starting; retry shortly.")
+        return current
+
+    @app.exception_handler(TheoError)
+    async def theo_error(_: Request, exc: TheoError) -> Response:
+        return error_response(exc, retry_after=settings.retry_after_seconds)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        error = TheoError(str(exc.detail))
+        error.status_code = exc.status_code  # type: ignore[misc]
+        error.error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"  # type: ignore[misc]
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error", exc_info=exc)
+        return error_response(InternalServerError())
+
+    async def transcribe(
+        http_request: Request,
+        *,
+        task: Task,
+        file: UploadFile,
+        model: str,
+        language: str | None,
+        prompt: str | None,
+        response_format: ResponseFormat,
+        temperature: float,
+        granularities: list[Granularity],
+        stream: bool,
+    ) -> Response:
+        state = http_request.state
+        state.task, state.response_format = task, response_format
+        request = build_request(
+            task=task,
+            model=model,
+            language=language,
+            prompt=prompt,
+            response_format=response_format,
+            temperature=temperature,
+            granularities=granularities,
+            stream=stream,
+            registry=registry,
+            settings=settings,
+        )
+        state.model = request.model
+        backend = get_backend()
+        data = await file.read()
+        samples = await anyio.to_thread.run_sync(
+            lambda: decode_audio(data, max_seconds=settings.max_audio_seconds)
+        )
+        state.audio_seconds = round(len(samples) / 16_000, 2)
+        job = TranscriptionJob.from_samples(
+            samples,
+            task=task,
+            language=request.language,
+            prompt=request.prompt,
+            temperature=request.temperature,
+            word_timestamps=request.word_timestamps,
+        )
+        result = await backend.transcribe(request.model, job)
+        state.batch_size = result.batch_size
+        if result.error is not None:
+            logger.error("runner failed: %s", result.error)
+            raise InternalServerError()
+        return render_result(request, result)
+
+    @app.post("/v1/audio/transcriptions", summary="Transcribe audio into the input language")
+    async def create_transcription(
+        http_request: Request,
+        file: Annotated[UploadFile, File(description="The audio file to transcribe.")],
+        model: Annotated[str, Form()],
+        language: Annotated[str | None, Form()] = None,
+        prompt: Annotated[str | None, Form()] = None,
+        response_format: Annotated[ResponseFormat, Form()] = "json",
+        temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        timestamp_granularities: Annotated[
+            list[Granularity], Form(alias="timestamp_granularities[]")
+        ] = [],  # noqa: B006 - FastAPI copies defaults per request
+        stream: Annotated[bool, Form()] = False,
+    ) -> Response:
+        return await transcribe(
+            http_request,
+            task="transcribe",
+            file=file,
+            model=model,
+            language=language,
+            prompt=prompt,
+            response_format=response_format,
+            temperature=temperature,
+            granularities=timestamp_granularities,
+            stream=stream,
+        )
+
+    @app.post("/v1/audio/translations", summary="Translate audio into English")
+    async def create_translation(
+        http_request: Request,
+        file: Annotated[UploadFile, File(description="The audio file to translate.")],
+        model: Annotated[str, Form()],
+        prompt: Annotated[str | None, Form()] = None,
+        response_format: Annotated[ResponseFormat, Form()] = "json",
+        temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+    ) -> Response:
+        return await transcribe(
+            http_request,
+            task="translate",
+            file=file,
+            model=model,
+            language=None,
+            prompt=prompt,
+            response_format=response_format,
+            temperature=temperature,
+            granularities=[],
+            stream=False,
+        )
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": _CREATED, "owned_by": "theo"}
+
+    @app.get("/v1/models", summary="List the installed models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card(name) for name in registry.names()]}
+
+    @app.get("/v1/models/{model_id}", summary="Describe one installed model")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if not registry.has_model(model_id):
+            raise ModelNotFoundError(model_id, registry.names())
+        return model_card(model_id)
+
+    @app.get("/health", summary="200 once every model's runner is ready")
+    async def health() -> Response:
+        backend = app.state.backend
+        runners: dict[str, bool] = await backend.readiness() if backend is not None else {}
+        ready = backend is not None and all(runners.values())
+        body = {"status": "ok" if ready else "loading", "models": runners}
+        if ready:
+            return JSONResponse(body)
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)}
+        )
+
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_file_size_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

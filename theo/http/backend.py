@@ -1,0 +1,19 @@
+"""What the HTTP app needs from whoever runs the models."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from theo.transcription import TranscriptionJob, TranscriptionResult
+
+
+class TranscriptionBackend(Protocol):
+    """Runs jobs on a named model. In production: the per-model BentoML runners."""
+
+    async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
+        """Run one job on ``model``; raise a :class:`theo.errors.TheoError` on failure."""
+        ...
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether each model's runner is ready to take work."""
+        ...

@@ -1,0 +1,75 @@
+"""Job and result types shared by the HTTP app, the runner and the engine.
+
+Plain pydantic models: typed, framework-free, and picklable so the runner can
+receive a batch of them from the API service.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SAMPLE_RATE = 16_000
+
+Task = Literal["transcribe", "translate"]
+
+
+class TranscriptionJob(BaseModel):
+    """One request's audio (16 kHz mono float32 PCM bytes) and decoding options."""
+
+    model_config = ConfigDict(frozen=True)
+
+    audio: bytes = Field(repr=False)
+    task: Task = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = Field(default=0.0, ge=0.0, le=1.0)
+    word_timestamps: bool = False
+
+    @classmethod
+    def from_samples(cls, samples: np.ndarray, **options: object) -> TranscriptionJob:
+        """Build a job from a float32 sample array."""
+        return cls(audio=samples.astype(np.float32, copy=False).tobytes(), **options)  # type: ignore[arg-type]
+
+    def samples(self) -> np.ndarray:
+        """The audio as a float32 array of 16 kHz samples."""
+        return np.frombuffer(self.audio, dtype=np.float32)
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / 4 / SAMPLE_RATE
+
+
+class Word(BaseModel):
+    word: str
+    start: float
+    end: float
+    probability: float = 0.0
+
+
+class Segment(BaseModel):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] | None = None
+
+
+class TranscriptionResult(BaseModel):
+    """The engine's answer for one job; ``error`` is set instead when that job failed."""
+
+    text: str = ""
+    language: str = ""
+    duration: float = 0.0
+    segments: list[Segment] = Field(default_factory=list)
+    words: list[Word] | None = None
+    batch_size: int = 1
+    error: str | None = None
