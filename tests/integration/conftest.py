@@ -1,0 +1,95 @@
+"""A real ``bentoml serve`` process with the real installed models, shared by the session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.conftest import MODELS_DIR, REPO_ROOT
+
+REQUIRED_MODELS = ("faster-whisper-tiny.en", "faster-whisper-base")
+STARTUP_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    tmp_dir: Path, *, models_dir: Path = MODELS_DIR, env: dict[str, str] | None = None
+) -> RunningServer:
+    """Start ``bentoml serve service:Theo`` on a free port and wait for ``/health``."""
+    missing = [m for m in REQUIRED_MODELS if not (models_dir / m / "theo.yaml").is_file()]
+    if models_dir == MODELS_DIR and missing:
+        pytest.fail(f"models not installed: {missing}; run `make models` first")
+    port = free_port()
+    log_path = tmp_dir / f"server-{port}.log"
+    bentoml = Path(sys.executable).parent / "bentoml"
+    process = subprocess.Popen(
+        [str(bentoml), "serve", "service:Theo", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "THEO_MODELS_DIR": str(models_dir), **(env or {})},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"bentoml serve exited early:\n{server.log()[-4000:]}")
+        try:
+            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(server)
+    pytest.fail(f"server not healthy after {STARTUP_TIMEOUT}s:\n{server.log()[-4000:]}")
+
+
+def stop_server(server: RunningServer) -> None:
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The shared server with the default models installed in ``models/``."""
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> OpenAI:
+    """The unmodified OpenAI SDK pointed at the server (no retries: errors must surface)."""
+    return OpenAI(base_url=f"{server.base_url}/v1", api_key="not-needed", max_retries=0)
