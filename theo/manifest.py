@@ -65,8 +65,15 @@ class EngineConfig(_Strict):
     cpu_threads: int = Field(default=0, ge=0, description="0 = CTranslate2's default")
     num_workers: int = Field(default=1, ge=1, le=16)
     vad_filter: bool = False
+    fallback_temperatures: list[float] = Field(
+        default_factory=lambda: [0.4, 0.8],
+        description="hotter retries for a window whose decode looks like a failure",
+    )
     batching: bool = True
-    max_batch_size: int = Field(default=8, ge=1, le=256)
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="requests per runner call")
+    decode_batch_size: int = Field(
+        default=8, ge=1, le=256, description="windows stacked into one encode+generate"
+    )
     max_latency_ms: int = Field(default=60_000, ge=100)
 
 

@@ -17,11 +17,16 @@ Task = Literal["transcribe", "translate"]
 
 
 class TranscriptionJob(BaseModel):
-    """One request's audio (16 kHz mono float32 PCM bytes) and decoding options."""
+    """Up to 30 s of one request's audio (16 kHz mono float32 PCM) and decoding options.
+
+    ``offset`` is where this window starts in the request's audio, in seconds; the
+    engine reports timestamps relative to the whole file.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     audio: bytes = Field(repr=False)
+    offset: float = Field(default=0.0, ge=0.0)
     task: Task = "transcribe"
     language: str | None = None
     prompt: str | None = None

@@ -6,6 +6,7 @@ backend (the model's runner) → :func:`render_result`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from theo import __version__
 from theo.audio import decode_audio
+from theo.chunking import merge_window_results, split_into_windows
 from theo.errors import (
     InternalServerError,
     InvalidRequestError,
@@ -31,9 +33,11 @@ from theo.http.requests import Granularity, build_request
 from theo.http.responses import error_response, render_result
 from theo.registry import ModelRegistry
 from theo.settings import Settings
-from theo.transcription import Task, TranscriptionJob
+from theo.transcription import SAMPLE_RATE, Task, TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
+
+WINDOWS_IN_FLIGHT_PER_REQUEST = 4
 
 # Mirrors OpenAI's ``created`` field; Theo has no per-model creation date.
 _CREATED = 0
@@ -117,20 +121,37 @@ def create_app(
         samples = await anyio.to_thread.run_sync(
             lambda: decode_audio(data, max_seconds=settings.max_audio_seconds)
         )
-        state.audio_seconds = round(len(samples) / 16_000, 2)
-        job = TranscriptionJob.from_samples(
-            samples,
-            task=task,
-            language=request.language,
-            prompt=request.prompt,
-            temperature=request.temperature,
-            word_timestamps=request.word_timestamps,
+        duration = len(samples) / SAMPLE_RATE
+        state.audio_seconds = round(duration, 2)
+        windows = await anyio.to_thread.run_sync(
+            lambda: split_into_windows(samples, vad=request.manifest.engine_config.vad_filter)
         )
-        result = await backend.transcribe(request.model, job)
-        state.batch_size = result.batch_size
-        if result.error is not None:
-            logger.error("runner failed: %s", result.error)
+        jobs = [
+            TranscriptionJob.from_samples(
+                window.samples,
+                offset=window.offset,
+                task=task,
+                language=request.language,
+                prompt=request.prompt,
+                temperature=request.temperature,
+                word_timestamps=request.word_timestamps,
+            )
+            for window in windows
+        ]
+        # A long file's windows go to the runner a few at a time, so they interleave
+        # with other requests' windows instead of queueing ahead of all of them.
+        in_flight = asyncio.Semaphore(WINDOWS_IN_FLIGHT_PER_REQUEST)
+
+        async def run(job: TranscriptionJob) -> TranscriptionResult:
+            async with in_flight:
+                return await backend.transcribe(request.model, job)
+
+        results = await asyncio.gather(*(run(job) for job in jobs))
+        if failed := [r.error for r in results if r.error is not None]:
+            logger.error("runner failed: %s", failed[0])
             raise InternalServerError()
+        result = merge_window_results(list(results), duration)
+        state.batch_size = result.batch_size
         return render_result(request, result)
 
     @app.post("/v1/audio/transcriptions", summary="Transcribe audio into the input language")

@@ -1,0 +1,69 @@
+"""Cut long audio into Whisper-sized windows, and stitch the windows' results back together.
+
+The API service sends each window to the runner as its own job, so the windows of a
+long file are batched with other requests' windows and never hold short requests back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from theo.transcription import SAMPLE_RATE, Segment, TranscriptionResult, Word
+
+WINDOW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """At most 30 s of audio that starts ``offset`` seconds into the file."""
+
+    offset: float
+    samples: np.ndarray
+
+
+def split_into_windows(samples: np.ndarray, *, vad: bool = False) -> list[AudioWindow]:
+    """One window for audio up to 30 s; longer audio is cut at pauses found by Silero VAD.
+
+    Windows keep the silence inside them so timestamps stay real; stretches with no
+    speech at all are skipped. ``vad=True`` applies VAD to short audio too.
+    """
+    window = int(WINDOW_SECONDS * SAMPLE_RATE)
+    if len(samples) <= window and not vad:
+        return [AudioWindow(0.0, samples)]
+    options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+    speech = get_speech_timestamps(samples, options)
+    spans: list[list[int]] = []
+    for piece in speech:
+        start, end = int(piece["start"]), int(piece["end"])
+        if spans and end - spans[-1][0] <= window:
+            spans[-1][1] = end
+        else:
+            spans.append([start, min(end, start + window)])
+    return [AudioWindow(start / SAMPLE_RATE, samples[start:end]) for start, end in spans]
+
+
+def merge_window_results(
+    results: list[TranscriptionResult], duration: float
+) -> TranscriptionResult:
+    """Join the windows' results in order: renumbered segments, one text, all words."""
+    segments: list[Segment] = []
+    words: list[Word] | None = None
+    for result in results:
+        for segment in result.segments:
+            segments.append(segment.model_copy(update={"id": len(segments)}))
+        if result.words is not None:
+            words = (words or []) + result.words
+    language = next((r.language for r in results if r.segments), None)
+    if language is None:
+        language = results[0].language if results else ""
+    return TranscriptionResult(
+        text=" ".join(r.text for r in results if r.text).strip(),
+        language=language,
+        duration=duration,
+        segments=segments,
+        words=words,
+        batch_size=max((r.batch_size for r in results), default=1),
+    )
