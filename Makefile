@@ -41,5 +41,9 @@ unit: install
 integration: models
 	$(BIN)/pytest -q tests/integration
 
+# Server vs raw engine on real clips from ../shared/eval; writes bench/results/latest.md.
+bench: models
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

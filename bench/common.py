@@ -1,0 +1,42 @@
+"""Audio and scoring helpers shared by the benchmark's two halves."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
+
+
+def normalize(text: str) -> str:
+    """Lower-case, punctuation stripped, single spaces: the form WER is computed on."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus word error rate in percent, after :func:`normalize`."""
+    refs = [normalize(r) or "<empty>" for r in references]
+    hyps = [normalize(h) for h in hypotheses]
+    return 100.0 * jiwer.wer(refs, hyps)
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    path: Path
+    text: str
+    duration: float
+
+
+def eval_items(eval_dir: Path, language: str = "en", subset: str = "core") -> list[EvalItem]:
+    """Items of one subset and language from the eval set's ``manifest.jsonl``."""
+    items = []
+    for line in (eval_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        if item["subset"] == subset and item["language"] == language:
+            items.append(EvalItem(eval_dir / item["path"], item["text"], item["duration_s"]))
+    return items
