@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+import jiwer
 import pytest
+
+from bench.common import normalize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -16,19 +18,16 @@ MODELS_DIR = REPO_ROOT / "models"
 
 def normalize_text(text: str) -> list[str]:
     """Lower-case, strip punctuation, split into words (for word-error comparisons)."""
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+    return normalize(text).split()
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
-    """Word-level edit distance between two texts after :func:`normalize_text`."""
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        current = [i]
-        for j, h in enumerate(hyp, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1]
+    """Word-level edit distance (substitutions + deletions + insertions) after normalizing."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not ref:
+        return len(hyp.split())
+    out = jiwer.process_words(ref, hyp)
+    return int(out.substitutions + out.deletions + out.insertions)
 
 
 @pytest.fixture(scope="session")
