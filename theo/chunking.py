@@ -14,6 +14,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from theo.transcription import SAMPLE_RATE, Segment, TranscriptionResult, Word
 
 WINDOW_SECONDS = 30.0
+MAX_PAUSE_IN_WINDOW_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,13 @@ def split_into_windows(samples: np.ndarray, *, vad: bool = False) -> list[AudioW
         return [AudioWindow(0.0, samples)]
     options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
     speech = get_speech_timestamps(samples, options)
+    # Whisper tends to stop at a long pause and drop what follows it in the same window,
+    # so a window only spans speech separated by short pauses.
+    max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
     spans: list[list[int]] = []
     for piece in speech:
         start, end = int(piece["start"]), int(piece["end"])
-        if spans and end - spans[-1][0] <= window:
+        if spans and start - spans[-1][1] <= max_gap and end - spans[-1][0] <= window:
             spans[-1][1] = end
         else:
             spans.append([start, min(end, start + window)])

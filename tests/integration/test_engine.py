@@ -1,0 +1,90 @@
+"""The engine on the real models: batching must not change results."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, MODELS_DIR, word_errors
+from theo.audio import decode_audio
+from theo.chunking import merge_window_results, split_into_windows
+from theo.engine import FasterWhisperEngine
+from theo.manifest import load_manifest
+from theo.transcription import SAMPLE_RATE, TranscriptionJob
+
+
+@cache
+def engine(name: str) -> FasterWhisperEngine:
+    path = MODELS_DIR / name
+    return FasterWhisperEngine(path, load_manifest(path / "theo.yaml"))
+
+
+@cache
+def samples(name: str) -> np.ndarray:
+    return decode_audio((FIXTURES / name).read_bytes())
+
+
+CLIPS = ["jfk.flac", "1089-134686-0000.flac", "fleurs-fr-000.ogg", "fleurs-de-000.ogg"]
+
+
+def test_a_batch_gives_the_same_text_as_one_job_at_a_time() -> None:
+    base = engine("faster-whisper-base")
+    jobs = [TranscriptionJob.from_samples(samples(c)) for c in CLIPS]
+    jobs.append(TranscriptionJob.from_samples(samples("fleurs-fr-000.ogg"), task="translate"))
+    jobs.append(TranscriptionJob.from_samples(samples("jfk.flac"), prompt="Kennedy, 1961."))
+    alone = [base.transcribe(job) for job in jobs]
+    together = base.transcribe_batch(jobs)
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.language for r in together] == ["en", "en", "fr", "de", "fr", "en"]
+    assert all(r.batch_size == len(jobs) for r in together)
+    assert all(r.batch_size == 1 for r in alone)
+    # the translation is English, the transcription French
+    assert word_errors(together[2].text, together[4].text) > 5
+
+
+def test_word_timestamps_inside_a_mixed_batch() -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    jfk = samples("jfk.flac")
+    jobs = [
+        TranscriptionJob.from_samples(jfk, word_timestamps=True),
+        TranscriptionJob.from_samples(jfk),
+        TranscriptionJob.from_samples(jfk, word_timestamps=True, offset=30.0),
+    ]
+    with_words, without, shifted = tiny.transcribe_batch(jobs)
+    assert without.words is None
+    assert with_words.words is not None and shifted.words is not None
+    assert [w.word for w in with_words.words] == [w.word for w in shifted.words]
+    assert with_words.words[0].start < 1.0
+    # faster-whisper nudges a first word that starts right at its segment's start
+    assert shifted.words[0].start == pytest.approx(with_words.words[0].start + 30.0, abs=0.2)
+    assert shifted.segments[0].start >= 30.0
+
+
+def test_silence_gives_no_text() -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    result = tiny.transcribe(TranscriptionJob.from_samples(silence))
+    assert result.text == "" and result.segments == []
+
+
+def test_long_audio_is_windowed_and_stitched_in_order(tmp_path: Path) -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    gap = np.zeros(12 * SAMPLE_RATE, dtype=np.float32)
+    first, second = samples("jfk.flac"), samples("1089-134686-0000.flac")
+    audio = np.concatenate([first, gap, second, gap, first])  # ~66 s
+    windows = split_into_windows(audio)
+    assert len(windows) >= 2
+    assert all(len(w.samples) <= 30 * SAMPLE_RATE for w in windows)
+    results = tiny.transcribe_batch(
+        [TranscriptionJob.from_samples(w.samples, offset=w.offset) for w in windows]
+    )
+    merged = merge_window_results(results, len(audio) / SAMPLE_RATE)
+    text = merged.text.lower()
+    assert text.index("ask not") < text.index("stew") < text.rindex("ask not")
+    starts = [s.start for s in merged.segments]
+    assert starts == sorted(starts)
+    assert merged.segments[-1].end > 50.0
+    assert [s.id for s in merged.segments] == list(range(len(merged.segments)))
