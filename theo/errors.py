@@ -82,7 +82,8 @@ class FileTooLargeError(TheoError):
     default_code = "file_too_large"
 
     def __init__(self, limit_bytes: int):
-        mb = limit_bytes / (1024 * 1024)
+        # Rounded: the byte cap is truncated from the configured MB (0.05 MB -> 52428 bytes).
+        mb = round(limit_bytes / (1024 * 1024), 3)
         super().__init__(f"Maximum content size limit ({mb:g} MB) exceeded.", param="file")
 
 

@@ -20,6 +20,7 @@ from theo import __version__
 from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.errors import (
+    FileTooLargeError,
     InternalServerError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -118,6 +119,9 @@ def create_app(
         state.model = request.model
         backend = get_backend()
         data = await file.read()
+        if len(data) > settings.max_file_size_bytes:
+            # The middleware's cap allows for the other form fields; this one is the file's.
+            raise FileTooLargeError(settings.max_file_size_bytes)
         samples = await anyio.to_thread.run_sync(
             lambda: decode_audio(data, max_seconds=settings.max_audio_seconds)
         )
@@ -151,6 +155,10 @@ def create_app(
             logger.error("runner failed: %s", failed[0])
             raise InternalServerError()
         result = merge_window_results(list(results), duration)
+        if not result.language:
+            # No window had speech, so none was decoded: report the requested language
+            # (or English) rather than an empty one in verbose_json.
+            result.language = request.language or "en"
         state.batch_size = result.batch_size
         return render_result(request, result)
 
