@@ -47,3 +47,44 @@ bench: models
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# --- Deploy (README "Deploy") ------------------------------------------------------------
+# Bentos go to the BentoML store ($BENTOML_HOME, default ~/bentoml); images need Docker.
+IMPORT_ARGS ?=
+
+.PHONY: bento bento-models bento-bundled bento-gpu image image-bundled image-gpu k8s deploy-check
+
+# Slim bento `theo`: code only; the models come from $THEO_MODELS_DIR (a volume) at run time.
+bento: install
+	$(BIN)/bentoml build
+
+# Import models/<name> into the BentoML model store (IMPORT_ARGS="--device cuda ..." for GPUs).
+bento-models: models
+	$(BIN)/python scripts/import_models.py $(IMPORT_ARGS)
+
+# Bundled bento `theo-bundled`: the same code with the weights packaged from the model store.
+bento-bundled: bento-models
+	$(BIN)/bentoml build --name theo-bundled --arg model_source=store
+
+# CUDA variant of the slim bento (models need `device: cuda` in their theo.yaml).
+bento-gpu: install
+	$(BIN)/bentoml build -f deploy/bentofile.gpu.yaml
+
+image: bento
+	scripts/containerize.sh theo:latest theo:latest
+
+image-bundled: bento-bundled
+	scripts/containerize.sh theo-bundled:latest theo-bundled:latest
+
+image-gpu: bento-gpu
+	scripts/containerize.sh theo-gpu:latest theo-gpu:latest
+
+# Regenerate the Kubernetes manifests from the models' theo.yaml.
+k8s: install
+	$(BIN)/python -m theo.deploy.kubernetes --image theo:latest > deploy/kubernetes/theo.yaml
+	$(BIN)/python -m theo.deploy.kubernetes --image theo-bundled:latest --bundled \
+		> deploy/kubernetes/theo-bundled.yaml
+
+# Validate the shipped bentofiles, BentoCloud config and Kubernetes manifests.
+deploy-check: install
+	$(BIN)/pytest -q tests/unit/test_deploy_bento.py tests/unit/test_deploy_config.py

@@ -10,18 +10,21 @@ import bentoml
 
 from theo.http.app import create_app
 from theo.log import configure_logging
-from theo.registry import ModelRegistry
+from theo.serving.bundle import BundleArguments, load_bundle
 from theo.serving.pool import RunnerPool
 from theo.serving.runner import make_runner_service
 from theo.settings import get_settings
 
 settings = get_settings()
 configure_logging(settings.log_format, settings.log_level)
-registry = ModelRegistry(settings.models_dir)
+# A built bento serves the models its arguments name (theo/serving/bundle.py).
+bundle = load_bundle(settings.models_dir, bentoml.use_arguments(BundleArguments))
+registry = bundle.registry
 runners = {
     manifest.name: make_runner_service(manifest, registry.get_model_path(manifest.name))
     for manifest in registry.list_models()
 }
+bundle.package_models(runners)
 app = create_app(settings, registry)
 
 
@@ -39,5 +42,5 @@ for _runner in runners.values():
 
 Theo = bentoml.service(  # type: ignore[misc]
     name="theo",
-    traffic={"timeout": 900},
+    traffic={"timeout": 900, "concurrency": 32},  # concurrency: BentoCloud autoscaling
 )(bentoml.asgi_app(app, path="/")(Theo))

@@ -51,5 +51,6 @@ def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Se
         name=name,
         workers=1,
         resources=resources,
-        traffic={"timeout": RUNNER_TIMEOUT_SECONDS},
+        # concurrency: BentoCloud adds a replica above this many requests per replica.
+        traffic={"timeout": RUNNER_TIMEOUT_SECONDS, "concurrency": config.max_batch_size},
     )(ModelRunner)
