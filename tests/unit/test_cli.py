@@ -1,4 +1,4 @@
-"""theo/cli.py: parsing, output and error paths of every command (click's CliRunner).
+"""theo/cli/: parsing, output and error paths of every command (click's CliRunner).
 
 Real pulls are in test_pull.py; transcribe/translate against a real server in
 tests/integration/test_cli.py. The HTTP error paths here use a tiny stdlib HTTP server
@@ -21,7 +21,8 @@ from click.testing import CliRunner, Result
 from tests.conftest import FIXTURES
 from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL, manifest_data, write_manifest
 from theo import __version__
-from theo.cli import human_size, main
+from theo.cli import main
+from theo.cli.output import human_size
 from theo.registry import ModelRegistry
 
 COMMANDS = ["serve", "transcribe", "translate", "list", "inspect", "pull", "rm"]
