@@ -34,8 +34,16 @@ logger = logging.getLogger(__name__)
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
+# A likely-silent window (no-speech probability > 0.6) is dropped when its decode is
+# improbable (Whisper's rule) or a repetition loop (tiny/base on white noise: "1,5,5,5...").
+# Peak amplitude under which a window is digital silence and is not decoded at all.
+DIGITAL_SILENCE_PEAK = 1e-4
 BEST_OF = 5
 MAX_INITIAL_TIMESTAMP = 1.0
+PROMPT_RESET_ON_TEMPERATURE = 0.5
+PROMPT_TOKENS_MAX = 223  # Whisper's max_length // 2 - 1
+N_FRAMES = 3000  # mel frames in one 30 s encoder input
+MAX_PASSES = 16  # a pass always advances; this only bounds pathological outputs
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own list
 
@@ -45,21 +53,72 @@ def temperature_schedule(temperature: float, fallback: Sequence[float]) -> tuple
     return (temperature, *(t for t in fallback if t > temperature))
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One decode of a window's current pass at one temperature."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+    @property
+    def is_silence(self) -> bool:
+        """Probably no speech, and the decode is improbable or a repetition loop."""
+        if self.no_speech_prob <= NO_SPEECH_THRESHOLD:
+            return False
+        return (
+            self.avg_logprob < LOG_PROB_THRESHOLD
+            or self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+        )
+
+    @property
+    def failed(self) -> bool:
+        """Looks like a failed decode (and is not silence): worth a hotter retry."""
+        return not self.is_silence and (
+            self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            or self.avg_logprob < LOG_PROB_THRESHOLD
+        )
+
+
+def best_attempt(attempts: Sequence[_Attempt]) -> _Attempt:
+    """The last attempt if it succeeded; else, as faster-whisper does, the most probable
+    one among those that are not repetitive (or among all of them)."""
+    if not attempts[-1].failed:
+        return attempts[-1]
+    candidates = [a for a in attempts if a.compression_ratio <= COMPRESSION_RATIO_THRESHOLD]
+    return max(candidates or attempts, key=lambda a: a.avg_logprob)
+
+
 @dataclass
 class _Window:
-    """One job while it is being decoded."""
+    """One job while it is being decoded, possibly over several passes.
 
-    index: int
+    A pass decodes up to 30 s from ``seek``. When Whisper closes its last segment before
+    the end of the audio it saw, the next pass resumes at that segment's end, conditioned
+    on the text so far (as ``WhisperModel.transcribe`` does within a window).
+    """
+
     job: TranscriptionJob
-    features: np.ndarray
-    prompt_tokens: list[int]
-    language: str = ""
+    features: np.ndarray  # log-mel frames of the whole job, unpadded
+    user_prompt: list[int]
+    seek: int = 0  # mel frames already decoded
+    language: str | None = None
     tokenizer: Tokenizer | None = None
-    tokens: list[int] = field(default_factory=list)
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    temperature: float = 0.0
-    aligned: list[dict[str, Any]] | None = None  # segments with words, when asked for
+    history: list[int] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    # the current pass
+    segment_size: int = 0
+    attempts: list[_Attempt] = field(default_factory=list)
+
+    @property
+    def content_frames(self) -> int:
+        return int(self.features.shape[-1]) - 1
+
+    @property
+    def prompt_tokens(self) -> list[int]:
+        return (self.user_prompt + self.history)[-PROMPT_TOKENS_MAX:]
 
 
 class FasterWhisperEngine:
@@ -88,8 +147,8 @@ class FasterWhisperEngine:
     def transcribe_batch(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
         """Decode every job (each at most 30 s); a failed group reports ``error`` per job.
 
-        Jobs are split into up to ``num_workers`` groups of at most ``decode_batch_size``
-        windows; each group is one stacked encode + generate, and groups run in parallel.
+        Jobs are split into groups of at most ``decode_batch_size`` windows spread over
+        ``num_workers`` parallel engine calls; each group is decoded as one batch.
         """
         if not jobs:
             return []
@@ -123,24 +182,30 @@ class FasterWhisperEngine:
             return [TranscriptionResult(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
 
     def _decode(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
-        windows = [self._prepare(i, job) for i, job in enumerate(jobs)]
-        # CTranslate2 needs <|startoftranscript|> at the same position in every prompt,
-        # and one sampling temperature per call: group on both.
-        groups: dict[tuple[int, float], list[_Window]] = defaultdict(list)
-        for window in windows:
-            groups[(len(window.prompt_tokens), window.job.temperature)].append(window)
-        for group in groups.values():
-            self._decode_windows(group)
+        windows = [self._prepare(job) for job in jobs]
+        for _ in range(MAX_PASSES):
+            pending = [w for w in windows if w.seek < w.content_frames]
+            if not pending:
+                break
+            # CTranslate2 needs <|startoftranscript|> at the same position in every
+            # prompt, and one sampling temperature per call: group on both.
+            groups: dict[tuple[int, float], list[_Window]] = defaultdict(list)
+            for window in pending:
+                window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
+                groups[(len(window.prompt_tokens), window.job.temperature)].append(window)
+            for group in groups.values():
+                self._decode_pass(group)
         return [self._result(window) for window in windows]
 
-    def _prepare(self, index: int, job: TranscriptionJob) -> _Window:
+    def _prepare(self, job: TranscriptionJob) -> _Window:
         samples = job.samples()
-        features = pad_or_trim(self.model.feature_extractor(samples))
-        base_tokenizer = self._tokenizer(job.task, job.language or "en")
-        prompt_tokens = (base_tokenizer.encode(" " + job.prompt.strip()) if job.prompt else [])[
-            -(self.model.max_length // 2 - 1) :
-        ]
-        return _Window(index=index, job=job, features=features, prompt_tokens=prompt_tokens)
+        features = self.model.feature_extractor(samples)
+        tokenizer = self._tokenizer(job.task, job.language or "en")
+        prompt = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
+        window = _Window(job=job, features=features, user_prompt=prompt[-PROMPT_TOKENS_MAX:])
+        if not samples.size or float(np.max(np.abs(samples))) < DIGITAL_SILENCE_PEAK:
+            window.seek = window.content_frames  # nothing to decode
+        return window
 
     def _tokenizer(self, task: str, language: str) -> Tokenizer:
         if not self.multilingual:
@@ -152,40 +217,48 @@ class FasterWhisperEngine:
             )
         return self._tokenizers[key]
 
-    def _decode_windows(self, windows: list[_Window]) -> None:
-        features = np.stack([w.features for w in windows])
+    def _decode_pass(self, windows: list[_Window]) -> None:
+        features = np.stack(
+            [pad_or_trim(w.features[:, w.seek : w.seek + w.segment_size]) for w in windows]
+        )
         encoder_output = self.model.encode(features)
         self._assign_languages(windows, encoder_output)
+        for window in windows:
+            window.attempts.clear()
         self._generate(windows, encoder_output, windows[0].job.temperature)
         schedule = temperature_schedule(
             windows[0].job.temperature, self.config.fallback_temperatures
         )
         for temperature in schedule[1:]:
-            failed = [i for i, w in enumerate(windows) if self._needs_fallback(w)]
+            failed = [i for i, w in enumerate(windows) if w.attempts[-1].failed]
             if not failed:
                 break
             subset = self._select(encoder_output, features, failed)
             self._generate([windows[i] for i in failed], subset, temperature)
-        wanted = [i for i, w in enumerate(windows) if w.job.word_timestamps and w.tokens]
+        new_segments = [self._advance(window, best_attempt(window.attempts)) for window in windows]
+        wanted = [i for i, w in enumerate(windows) if w.job.word_timestamps and new_segments[i]]
         if wanted:
-            self._align_words(windows, encoder_output, features, wanted)
+            self._align_words(windows, new_segments, encoder_output, features, wanted)
+        for window, segments in zip(windows, new_segments, strict=True):
+            window.segments.extend(segments)
 
     def _assign_languages(self, windows: list[_Window], encoder_output: Any) -> None:
-        needs_detection = self.multilingual and any(w.job.language is None for w in windows)
+        undetected = [i for i, w in enumerate(windows) if w.language is None]
+        if not undetected:
+            return
+        needs_detection = self.multilingual and any(
+            windows[i].job.language is None for i in undetected
+        )
         detected = self.model.model.detect_language(encoder_output) if needs_detection else None
-        for i, window in enumerate(windows):
+        for i in undetected:
+            window = windows[i]
             language = window.job.language
             if language is None:
                 language = detected[i][0][0][2:-2] if detected is not None else "en"
             window.language = language
             window.tokenizer = self._tokenizer(window.job.task, language)
 
-    def _generate(
-        self,
-        windows: list[_Window],
-        encoder_output: Any,
-        temperature: float,
-    ) -> None:
+    def _generate(self, windows: list[_Window], encoder_output: Any, temperature: float) -> None:
         tokenizer = windows[0].tokenizer
         assert tokenizer is not None
         prompts = [
@@ -210,28 +283,19 @@ class FasterWhisperEngine:
             **sampling,
         )
         for window, result in zip(windows, results, strict=True):
+            assert window.tokenizer is not None
             tokens = result.sequences_ids[0]
             score = result.scores[0] * len(tokens)  # length_penalty 1
-            window.tokens = tokens
-            window.avg_logprob = score / (len(tokens) + 1)
-            window.no_speech_prob = result.no_speech_prob
-            window.temperature = temperature
-
-    def _needs_fallback(self, window: _Window) -> bool:
-        if self._is_silence(window):
-            return False
-        assert window.tokenizer is not None
-        text = window.tokenizer.decode([t for t in window.tokens if t < window.tokenizer.eot])
-        return (
-            get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
-            or window.avg_logprob < LOG_PROB_THRESHOLD
-        )
-
-    @staticmethod
-    def _is_silence(window: _Window) -> bool:
-        return (
-            window.no_speech_prob > NO_SPEECH_THRESHOLD and window.avg_logprob < LOG_PROB_THRESHOLD
-        )
+            text = window.tokenizer.decode([t for t in tokens if t < window.tokenizer.eot])
+            window.attempts.append(
+                _Attempt(
+                    tokens=tokens,
+                    avg_logprob=score / (len(tokens) + 1),
+                    no_speech_prob=result.no_speech_prob,
+                    temperature=temperature,
+                    compression_ratio=get_compression_ratio(text),
+                )
+            )
 
     def _select(self, encoder_output: Any, features: np.ndarray, rows: list[int]) -> Any:
         """The encoder output of some rows: sliced on CPU, re-encoded elsewhere."""
@@ -240,32 +304,49 @@ class FasterWhisperEngine:
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
         return self.model.encode(features[rows])
 
-    # -- results ----------------------------------------------------------------------
-
-    def _segments(self, window: _Window) -> list[dict[str, Any]]:
-        if self._is_silence(window):
+    def _advance(self, window: _Window, attempt: _Attempt) -> list[dict[str, Any]]:
+        """Split a pass's chosen decode into segments; move ``seek`` past what they cover."""
+        if attempt.is_silence:
+            window.seek += window.segment_size
             return []
-        assert window.tokenizer is not None
-        duration = window.job.duration
-        segment_size = int(math.ceil(duration) * self.model.frames_per_second)
-        subsegments, _, _ = self.model._split_segments_by_timestamps(
-            tokenizer=window.tokenizer,
-            tokens=window.tokens,
-            time_offset=window.job.offset,
-            segment_size=segment_size,
-            segment_duration=duration,
+        tokenizer = window.tokenizer
+        assert tokenizer is not None
+        time_per_frame = self.model.feature_extractor.time_per_frame
+        time_offset = window.job.offset + window.seek * time_per_frame
+        subsegments, consumed, _ = self.model._split_segments_by_timestamps(
+            tokenizer=tokenizer,
+            tokens=attempt.tokens,
+            time_offset=time_offset,
+            segment_size=window.segment_size,
+            segment_duration=window.segment_size * time_per_frame,
             seek=0,
         )
-        seek = int(window.job.offset * self.model.frames_per_second)
-        return [
-            {**sub, "seek": seek, "text": window.tokenizer.decode(sub["tokens"])}
-            for sub in subsegments
-            if window.tokenizer.decode(sub["tokens"]).strip()
-        ]
+        window.seek += consumed if consumed > 0 else window.segment_size
+        seek = round(time_offset * self.model.frames_per_second)
+        segments = []
+        for sub in subsegments:
+            text = tokenizer.decode([t for t in sub["tokens"] if t < tokenizer.eot])
+            if text.strip():
+                segments.append(
+                    {
+                        **sub,
+                        "seek": seek,
+                        "text": text,
+                        "temperature": attempt.temperature,
+                        "avg_logprob": attempt.avg_logprob,
+                        "no_speech_prob": attempt.no_speech_prob,
+                    }
+                )
+        if attempt.temperature > PROMPT_RESET_ON_TEMPERATURE:
+            window.history.clear()
+        else:
+            window.history.extend(t for s in segments for t in s["tokens"])
+        return segments
 
     def _align_words(
         self,
         windows: list[_Window],
+        new_segments: list[list[dict[str, Any]]],
         encoder_output: Any,
         features: np.ndarray,
         rows: list[int],
@@ -275,34 +356,25 @@ class FasterWhisperEngine:
         for i in rows:
             by_tokenizer[id(windows[i].tokenizer)].append(i)
         for indices in by_tokenizer.values():
-            segments = [self._segments(windows[i]) for i in indices]
-            keep = [i for i, segs in zip(indices, segments, strict=True) if segs]
-            if not keep:
-                continue
-            segments = [s for s in segments if s]
             output = (
-                encoder_output if keep == list(range(len(windows)))
-                else self._select(encoder_output, features, keep)
+                encoder_output if indices == list(range(len(windows)))
+                else self._select(encoder_output, features, indices)
             )  # fmt: skip
-            sizes = [
-                int(math.ceil(windows[i].job.duration) * self.model.frames_per_second) for i in keep
-            ]
             self.model.add_word_timestamps(
-                segments,
-                windows[keep[0]].tokenizer,
+                [new_segments[i] for i in indices],
+                windows[indices[0]].tokenizer,
                 output,
-                sizes,
+                [windows[i].segment_size for i in indices],
                 PREPEND_PUNCTUATIONS,
                 APPEND_PUNCTUATIONS,
                 0.0,
             )
-            for i, segs in zip(keep, segments, strict=True):
-                windows[i].aligned = segs
+
+    # -- results ----------------------------------------------------------------------
 
     def _result(self, window: _Window) -> TranscriptionResult:
-        raw = window.aligned if window.aligned is not None else self._segments(window)
         segments = []
-        for index, sub in enumerate(raw):
+        for index, sub in enumerate(window.segments):
             words = None
             if window.job.word_timestamps:
                 words = [
@@ -322,10 +394,10 @@ class FasterWhisperEngine:
                     end=round(sub["end"], 3),
                     text=sub["text"],
                     tokens=list(sub["tokens"]),
-                    temperature=window.temperature,
-                    avg_logprob=window.avg_logprob,
+                    temperature=sub["temperature"],
+                    avg_logprob=sub["avg_logprob"],
                     compression_ratio=get_compression_ratio(sub["text"]),
-                    no_speech_prob=window.no_speech_prob,
+                    no_speech_prob=sub["no_speech_prob"],
                     words=words,
                 )
             )
@@ -336,7 +408,7 @@ class FasterWhisperEngine:
         )
         return TranscriptionResult(
             text="".join(s.text for s in segments).strip(),
-            language=window.language,
+            language=window.language or window.job.language or "en",
             duration=window.job.duration,
             segments=segments,
             words=words_all,
