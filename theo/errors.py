@@ -87,6 +87,22 @@ class FileTooLargeError(TheoError):
         super().__init__(f"Maximum content size limit ({mb:g} MB) exceeded.", param="file")
 
 
+class AuthenticationError(TheoError):
+    """The bearer token is missing or wrong (401, as OpenAI answers a bad API key)."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class RequestTimeoutError(TheoError):
+    """The request took longer than the configured timeout (504)."""
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "timeout"
+
+
 class ServiceUnavailableError(TheoError):
     """The model's runner is not ready or is overloaded (503, with Retry-After)."""
 

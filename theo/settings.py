@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,22 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with 503s.")
+    request_timeout_seconds: float = Field(
+        default=840.0,
+        gt=0,
+        # Below the service's BentoML traffic timeout (900 s), so the client gets
+        # OpenAI's error shape from Theo rather than BentoML's own 504 body.
+        description="Longest time an audio request may take (504 after).",
+    )
+    max_queue_per_model: int = Field(
+        default=32,
+        ge=1,
+        description="Requests a model may have in flight; more get 503 + Retry-After.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="If set, /v1/ routes require 'Authorization: Bearer <key>'.",
+    )
 
     @property
     def max_file_size_bytes(self) -> int:

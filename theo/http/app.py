@@ -28,8 +28,14 @@ from theo.errors import (
     TheoError,
 )
 from theo.formats import ResponseFormat
+from theo.http.admission import ModelAdmission
+from theo.http.auth import BearerAuthMiddleware
 from theo.http.backend import TranscriptionBackend
-from theo.http.middleware import RequestContextMiddleware, UploadLimitMiddleware
+from theo.http.middleware import (
+    RequestContextMiddleware,
+    RequestTimeoutMiddleware,
+    UploadLimitMiddleware,
+)
 from theo.http.requests import Granularity, build_request
 from theo.http.responses import error_response, render_result
 from theo.registry import ModelRegistry
@@ -62,6 +68,7 @@ def create_app(
     """Build the HTTP app; ``app.state.backend`` may be set later (when runners exist)."""
     app = FastAPI(title="Theo", version=__version__, description="OpenAI-compatible speech to text")
     app.state.backend = backend
+    admission = ModelAdmission(settings.max_queue_per_model)
 
     def get_backend() -> TranscriptionBackend:
         current: TranscriptionBackend | None = app.state.backend
@@ -150,7 +157,8 @@ def create_app(
             async with in_flight:
                 return await backend.transcribe(request.model, job)
 
-        results = await asyncio.gather(*(run(job) for job in jobs))
+        with admission.admit(request.model):  # 503 + Retry-After when the model is full
+            results = await asyncio.gather(*(run(job) for job in jobs))
         if failed := [r.error for r in results if r.error is not None]:
             logger.error("runner failed: %s", failed[0])
             raise InternalServerError()
@@ -236,6 +244,11 @@ def create_app(
             body, status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)}
         )
 
+    # Outermost last: request context → auth → timeout → upload cap → routes.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_file_size_bytes)
+    app.add_middleware(RequestTimeoutMiddleware, timeout_seconds=settings.request_timeout_seconds)
+    api_key = settings.api_key.get_secret_value() if settings.api_key else ""
+    if api_key:
+        app.add_middleware(BearerAuthMiddleware, api_key=api_key)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,11 @@ from theo.settings import Settings
 from theo.transcription import Task
 
 Granularity = Literal["word", "segment"]
+
+# Control characters other than tab and newlines. A prompt that is not UTF-8 reaches us
+# decoded as Latin-1 (Starlette's fallback), which turns its stray bytes into these; fed to
+# Whisper they come back as garbage in the transcript.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,10 @@ def build_request(
     if task == "translate" and not capabilities.translation:
         raise InvalidRequestError(
             f"The model '{name}' cannot translate; use a multilingual model.", param="model"
+        )
+    if prompt and _CONTROL_CHARACTERS.search(prompt):
+        raise InvalidRequestError(
+            "The prompt contains control characters; send it as UTF-8 text.", param="prompt"
         )
     language = (language or "").strip().lower() or None
     if language is not None:

@@ -14,48 +14,88 @@ from theo.transcription import TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
 
+# How long a runner may take to answer /readyz before it counts as down.
+READY_TIMEOUT_SECONDS = 3
+
 
 class RunnerPool:
     """Implements :class:`theo.http.backend.TranscriptionBackend` over BentoML dependencies."""
 
     def __init__(self, clients: dict[str, Any]):
         self._clients = clients
+        # Models whose runner dropped a call or failed a probe. Their calls are probed
+        # first: a connection to a dead runner's socket would wait in its backlog until
+        # a runner accepts it, which in a container (no respawn) is never.
+        self._down: set[str] = set()
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
         client = self._clients.get(model)
         if client is None:
             raise ModelNotFoundError(model, sorted(self._clients))
-        # A burst of concurrent calls occasionally loses the connection while writing
-        # the body (aiohttp ClientOSError); the job never started, so retry once.
-        for attempt in (1, 2):
-            try:
-                results = await client.to_async.transcribe([job])
-                break
-            except aiohttp.ClientOSError:
-                if attempt == 2:
-                    raise ServiceUnavailableError(
-                        f"The runner for '{model}' is unreachable; retry shortly."
-                    ) from None
-                logger.warning("runner connection lost, retrying", extra={"model": model})
-            except (TimeoutError, aiohttp.ClientConnectionError, ServiceUnavailable):
-                raise ServiceUnavailableError(
-                    f"The runner for '{model}' is not ready or is overloaded; retry shortly."
-                ) from None
-            except BentoMLException as exc:
-                logger.error("runner call failed: %s", exc, extra={"model": model})
-                raise InternalServerError() from None
-        result = results[0]
+        if model in self._down and not await self._probe(model, client):
+            raise ServiceUnavailableError(f"The runner for '{model}' is down; retry shortly.")
+        result = await self._call(model, client, job)
         if isinstance(result, TranscriptionResult):
             return result
         return TranscriptionResult.model_validate(result)
 
-    async def readiness(self) -> dict[str, bool]:
-        async def ready(client: Any) -> bool:
-            try:
-                return bool(await client.to_async.is_ready(timeout=3))
-            except Exception:
-                return False
+    async def _call(self, model: str, client: Any, job: TranscriptionJob) -> Any:
+        # A dropped connection has two causes: the runner died (fail fast: 503), or
+        # BentoML's client recycled its session under in-flight calls (it does so every
+        # ``runner_connection.max_requests`` calls). Retry once, only if the runner is up.
+        unreachable = ServiceUnavailableError(
+            f"The runner for '{model}' is unreachable; retry shortly."
+        )
+        try:
+            return await _transcribe_once(model, client, job)
+        except _Disconnected as lost:
+            if not await self._probe(model, client):
+                logger.warning("runner unreachable (%s)", lost, extra={"model": model})
+                raise unreachable from None
+            logger.warning("runner connection lost (%s), retrying", lost, extra={"model": model})
+        try:
+            return await _transcribe_once(model, client, job)
+        except _Disconnected as lost:
+            self._down.add(model)
+            logger.warning("runner unreachable (%s)", lost, extra={"model": model})
+            raise unreachable from None
 
+    async def _probe(self, model: str, client: Any) -> bool:
+        """Ask the runner whether it is ready, and remember the answer."""
+        ready = await _is_ready(client)
+        if ready:
+            self._down.discard(model)
+        else:
+            self._down.add(model)
+        return ready
+
+    async def readiness(self) -> dict[str, bool]:
         names = sorted(self._clients)
-        states = await asyncio.gather(*(ready(self._clients[name]) for name in names))
+        states = await asyncio.gather(*(self._probe(name, self._clients[name]) for name in names))
         return dict(zip(names, states, strict=True))
+
+
+class _Disconnected(Exception):
+    """The connection to the runner broke before its answer arrived."""
+
+
+async def _transcribe_once(model: str, client: Any, job: TranscriptionJob) -> Any:
+    try:
+        results = await client.to_async.transcribe([job])
+    except aiohttp.ClientConnectionError as exc:
+        raise _Disconnected(type(exc).__name__) from None
+    except (TimeoutError, ServiceUnavailable):
+        raise ServiceUnavailableError(
+            f"The runner for '{model}' is not ready or is overloaded; retry shortly."
+        ) from None
+    except BentoMLException as exc:
+        logger.error("runner call failed: %s", exc, extra={"model": model})
+        raise InternalServerError() from None
+    return results[0]
+
+
+async def _is_ready(client: Any) -> bool:
+    try:
+        return bool(await client.to_async.is_ready(timeout=READY_TIMEOUT_SECONDS))
+    except Exception:
+        return False

@@ -1,0 +1,123 @@
+"""theo/serving/pool.py: runner failures become 503/500, and a recycled connection is retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import anyio
+import numpy as np
+import pytest
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
+
+from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
+from theo.serving.pool import RunnerPool
+from theo.transcription import TranscriptionJob, TranscriptionResult
+
+JOB = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
+
+
+class FakeRunner:
+    """Stands in for a BentoML dependency: each call pops the next outcome."""
+
+    def __init__(self, *outcomes: Any, ready: bool | Exception = True):
+        self.outcomes = list(outcomes)
+        self.ready = ready
+        self.calls = 0
+        self.to_async = self
+
+    async def transcribe(self, jobs: list[TranscriptionJob]) -> list[Any]:
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return [outcome]
+
+    async def is_ready(self, timeout: int | None = None) -> bool:
+        if isinstance(self.ready, Exception):
+            raise self.ready
+        return self.ready
+
+
+def transcribe(runner: FakeRunner, model: str = "tiny") -> TranscriptionResult:
+    pool = RunnerPool({"tiny": runner})
+
+    async def main() -> TranscriptionResult:
+        return await pool.transcribe(model, JOB)
+
+    return anyio.run(main)
+
+
+def test_result_is_returned_and_validated() -> None:
+    assert transcribe(FakeRunner({"text": "hello"})).text == "hello"
+
+
+def test_a_dropped_connection_is_retried_once_when_the_runner_is_up() -> None:
+    # What BentoML's client does every runner_connection.max_requests calls.
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), TranscriptionResult(text="again"))
+    assert transcribe(runner).text == "again"
+    assert runner.calls == 2
+
+
+def test_a_dead_runner_is_503_at_once() -> None:
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=False)
+    with pytest.raises(ServiceUnavailableError, match="unreachable"):
+        transcribe(runner)
+    assert runner.calls == 1
+
+
+def test_a_readiness_probe_that_times_out_counts_as_down() -> None:
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=TimeoutError())
+    with pytest.raises(ServiceUnavailableError):
+        transcribe(runner)
+
+
+def test_a_second_drop_is_503() -> None:
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError())
+    with pytest.raises(ServiceUnavailableError):
+        transcribe(runner)
+    assert runner.calls == 2
+
+
+@pytest.mark.parametrize("error", [ServiceUnavailable("busy"), TimeoutError()])
+def test_an_unavailable_or_slow_runner_is_503(error: Exception) -> None:
+    with pytest.raises(ServiceUnavailableError):
+        transcribe(FakeRunner(error))
+
+
+def test_any_other_runner_error_is_a_500_without_details() -> None:
+    with pytest.raises(InternalServerError) as raised:
+        transcribe(FakeRunner(BentoMLException("secret stack")))
+    assert "secret" not in raised.value.message
+
+
+def test_an_unknown_model_is_404() -> None:
+    with pytest.raises(ModelNotFoundError):
+        transcribe(FakeRunner(), model="nope")
+
+
+def test_readiness_reports_each_model() -> None:
+    pool = RunnerPool({"up": FakeRunner(), "down": FakeRunner(ready=False)})
+    assert anyio.run(pool.readiness) == {"down": False, "up": True}
+
+
+def test_after_a_runner_is_lost_calls_are_probed_first() -> None:
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), {"text": "back"}, ready=False)
+    pool = RunnerPool({"tiny": runner})
+
+    async def main() -> list[str]:
+        seen = []
+        for _ in range(2):
+            try:
+                seen.append((await pool.transcribe("tiny", JOB)).text)
+            except ServiceUnavailableError as error:
+                seen.append(error.message)
+        runner.ready = True  # respawned
+        seen.append((await pool.transcribe("tiny", JOB)).text)
+        return seen
+
+    first, second, third = anyio.run(main)
+    assert "unreachable" in first
+    assert "down" in second  # refused after a probe, without a call into the dead socket
+    assert third == "back"
+    assert runner.calls == 2
