@@ -53,4 +53,7 @@ def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Se
         resources=resources,
         # concurrency: BentoCloud adds a replica above this many requests per replica.
         traffic={"timeout": RUNNER_TIMEOUT_SECONDS, "concurrency": config.max_batch_size},
+        # The API service's client of this runner recycles its connection pool after
+        # 100 calls or 300 s by default, failing the calls in flight; keep one pool.
+        runner_connection={"max_requests": 2**31 - 1, "max_age": 365 * 86400.0},
     )(ModelRunner)
