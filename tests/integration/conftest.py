@@ -57,18 +57,28 @@ def start_server(
         start_new_session=True,
     )
     server = RunningServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        wait_healthy(server)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def wait_healthy(*servers: RunningServer) -> None:
+    """Wait for the first server's /health (the API), failing fast if any server dies."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited early:\n{server.log()[-4000:]}")
+        for server in servers:
+            if server.process.poll() is not None:
+                pytest.fail(f"server exited early:\n{server.log()[-4000:]}")
         try:
-            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
-                return server
+            if httpx.get(f"{servers[0].base_url}/health", timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    stop_server(server)
-    pytest.fail(f"server not healthy after {STARTUP_TIMEOUT}s:\n{server.log()[-4000:]}")
+    pytest.fail(f"not healthy after {STARTUP_TIMEOUT}s:\n{servers[0].log()[-4000:]}")
 
 
 def stop_server(server: RunningServer) -> None:

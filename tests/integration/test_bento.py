@@ -17,7 +17,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,18 @@ import yaml
 from openai import OpenAI
 
 from tests.conftest import FIXTURES, MODELS_DIR, REPO_ROOT, word_errors
-from tests.integration.conftest import REQUIRED_MODELS, RunningServer, free_port, stop_server
+from tests.integration.conftest import (
+    REQUIRED_MODELS,
+    RunningServer,
+    free_port,
+    stop_server,
+    wait_healthy,
+)
 
 TINY = "faster-whisper-tiny.en"
 JFK = FIXTURES / "jfk.flac"
 BIN = Path(sys.executable).parent
 DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens: any download fails at once
-STARTUP_TIMEOUT = 180.0
 RUNNERS = ["runner_faster_whisper_tiny_en", "runner_faster_whisper_base"]
 
 FAKE_DOCKER = """#!/usr/bin/env bash
@@ -96,22 +100,6 @@ def build_tag(output: str) -> str:
     match = re.search(r"__tag__:(\S+)", output)
     assert match, output
     return match.group(1)
-
-
-def wait_healthy(*servers: RunningServer) -> None:
-    """Wait for the first server's /health (the API), failing fast if any server dies."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        for server in servers:
-            if server.process.poll() is not None:
-                pytest.fail(f"server exited early:\n{server.log()[-4000:]}")
-        try:
-            if httpx.get(f"{servers[0].base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"not healthy after {STARTUP_TIMEOUT}s:\n{servers[0].log()[-4000:]}")
 
 
 def smoke_test(base_url: str, reference: str) -> None:

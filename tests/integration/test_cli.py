@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
-from tests.integration.conftest import STARTUP_TIMEOUT, RunningServer, free_port
+from tests.integration.conftest import RunningServer, free_port, wait_healthy
 from theo.cli import main
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,7 @@ def test_serve_runs_the_bundle_and_stops_gracefully_on_sigterm(tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("THEO_")}
     process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
-        _wait_healthy(url, process, log)
+        wait_healthy(RunningServer(url, process, log))
         assert httpx.get(f"{url}/v1/models").json()["data"] == [
             {"id": TINY, "object": "model", "created": 0, "owned_by": "theo"}
         ]
@@ -175,17 +175,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"theo serve exited early:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"theo serve not healthy after {STARTUP_TIMEOUT}s:\n{log.read_text()[-4000:]}")
