@@ -24,6 +24,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+from threadpoolctl import threadpool_limits
 
 from theo.manifest import ModelManifest
 from theo.transcription import Segment, TranscriptionJob, TranscriptionResult, Word
@@ -126,6 +127,9 @@ class FasterWhisperEngine:
 
     def __init__(self, model_path: Path, manifest: ModelManifest):
         config = manifest.engine_config
+        # numpy's BLAS does the mel filter product only. Its extra threads busy-wait after
+        # each one and took ~10% of the CPU from CTranslate2's workers (bench/README.md).
+        threadpool_limits(limits=1, user_api="blas")
         self.manifest = manifest
         self.config = config
         self.model = WhisperModel(

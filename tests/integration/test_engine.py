@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
 from theo.audio import decode_audio
@@ -88,3 +89,10 @@ def test_long_audio_is_windowed_and_stitched_in_order(tmp_path: Path) -> None:
     assert starts == sorted(starts)
     assert merged.segments[-1].end > 50.0
     assert [s.id for s in merged.segments] == list(range(len(merged.segments)))
+
+
+def test_numpy_blas_runs_on_the_calling_thread_only() -> None:
+    # Extra BLAS threads busy-wait after each mel product and starve CTranslate2's workers.
+    engine("faster-whisper-tiny.en")
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
