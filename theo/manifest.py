@@ -75,6 +75,13 @@ class EngineConfig(_Strict):
         default=8, ge=1, le=256, description="windows stacked into one encode+generate"
     )
     max_latency_ms: int = Field(default=60_000, ge=100)
+    concurrent_batches: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="runner batches in flight at once (on CPU, one per engine worker keeps "
+        "every core busy while a finished batch's callers send their next requests)",
+    )
 
 
 class ModelManifest(_Strict):

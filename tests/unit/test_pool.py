@@ -121,3 +121,42 @@ def test_after_a_runner_is_lost_calls_are_probed_first() -> None:
     assert "down" in second  # refused after a probe, without a call into the dead socket
     assert third == "back"
     assert runner.calls == 2
+
+
+class LaneRunner:
+    """A runner with two batching lanes whose calls wait until released."""
+
+    def __init__(self) -> None:
+        self.to_async = self
+        self.calls: list[str] = []
+        self.release = anyio.Event()
+
+    def __getattr__(self, lane: str) -> Any:
+        async def call(jobs: list[TranscriptionJob]) -> list[Any]:
+            self.calls.append(lane)
+            await self.release.wait()
+            return [{"text": lane}]
+
+        return call
+
+
+def test_concurrent_calls_spread_over_the_lanes() -> None:
+    runner = LaneRunner()
+    pool = RunnerPool({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
+    texts: list[str] = []
+
+    async def one() -> None:
+        texts.append((await pool.transcribe("tiny", JOB)).text)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(4):
+                group.start_soon(one)
+                await anyio.sleep(0)  # each call picks its lane before the next starts
+            runner.release.set()
+        async with anyio.create_task_group() as group:
+            group.start_soon(one)  # every lane is free again: the first one
+
+    anyio.run(main)
+    assert runner.calls == ["transcribe", "transcribe_1"] * 2 + ["transcribe"]
+    assert sorted(texts) == ["transcribe"] * 3 + ["transcribe_1"] * 2

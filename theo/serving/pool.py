@@ -21,8 +21,13 @@ READY_TIMEOUT_SECONDS = 3
 class RunnerPool:
     """Implements :class:`theo.http.backend.TranscriptionBackend` over BentoML dependencies."""
 
-    def __init__(self, clients: dict[str, Any]):
+    def __init__(self, clients: dict[str, Any], lanes: dict[str, list[str]] | None = None):
         self._clients = clients
+        # Each model's batching APIs (theo/serving/runner.py:lane_api_names) and how many
+        # of this process's requests each one holds now.
+        self._in_flight = {
+            model: dict.fromkeys((lanes or {}).get(model, ["transcribe"]), 0) for model in clients
+        }
         # Models whose runner dropped a call or failed a probe. Their calls are probed
         # first: a connection to a dead runner's socket would wait in its backlog until
         # a runner accepts it, which in a container (no respawn) is never.
@@ -47,18 +52,28 @@ class RunnerPool:
             f"The runner for '{model}' is unreachable; retry shortly."
         )
         try:
-            return await _transcribe_once(model, client, job)
+            return await self._transcribe_once(model, client, job)
         except _Disconnected as lost:
             if not await self._probe(model, client):
                 logger.warning("runner unreachable (%s)", lost, extra={"model": model})
                 raise unreachable from None
             logger.warning("runner connection lost (%s), retrying", lost, extra={"model": model})
         try:
-            return await _transcribe_once(model, client, job)
+            return await self._transcribe_once(model, client, job)
         except _Disconnected as lost:
             self._down.add(model)
             logger.warning("runner unreachable (%s)", lost, extra={"model": model})
             raise unreachable from None
+
+    async def _transcribe_once(self, model: str, client: Any, job: TranscriptionJob) -> Any:
+        """One call on the model's least busy lane."""
+        in_flight = self._in_flight[model]
+        lane = min(in_flight, key=in_flight.__getitem__)
+        in_flight[lane] += 1
+        try:
+            return await _call_lane(model, getattr(client.to_async, lane), job)
+        finally:
+            in_flight[lane] -= 1
 
     async def _probe(self, model: str, client: Any) -> bool:
         """Ask the runner whether it is ready, and remember the answer."""
@@ -79,9 +94,9 @@ class _Disconnected(Exception):
     """The connection to the runner broke before its answer arrived."""
 
 
-async def _transcribe_once(model: str, client: Any, job: TranscriptionJob) -> Any:
+async def _call_lane(model: str, lane: Any, job: TranscriptionJob) -> Any:
     try:
-        results = await client.to_async.transcribe([job])
+        results = await lane([job])
     except aiohttp.ClientConnectionError as exc:
         raise _Disconnected(type(exc).__name__) from None
     except (TimeoutError, ServiceUnavailable):

@@ -7,12 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
-from theo.manifest import ModelManifest
+from theo.manifest import EngineConfig, ModelManifest
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 # Long audio on CPU can take minutes; BentoML's default of 60 s would cut it off.
 RUNNER_TIMEOUT_SECONDS = 900
+# While a batch runs and requests wait, BentoML's batcher polls every 1 ms (its
+# TICKET_INTERVAL), on the runner's event loop: ~5% of a core per lane, taken from the
+# engine. A batch takes 0.1-10 s here, so 5 ms costs nothing in latency (bench/README.md).
+BATCHER_TICK_SECONDS = 0.005
+CorkDispatcher.TICKET_INTERVAL = BATCHER_TICK_SECONDS
 
 
 def runner_service_name(model_name: str) -> str:
@@ -20,10 +26,20 @@ def runner_service_name(model_name: str) -> str:
     return "runner_" + re.sub(r"[^a-z0-9]+", "_", model_name.lower()).strip("_")
 
 
+def lane_api_names(config: EngineConfig) -> list[str]:
+    """The runner's batching APIs: ``transcribe``, then one more per extra concurrent batch.
+
+    BentoML's batcher keeps one batch of an API in flight at a time, so when a batch
+    finishes the engine idles until its callers' next requests arrive. Each lane is a
+    batcher of its own; the API service sends a request to the least busy lane.
+    """
+    return ["transcribe", *(f"transcribe_{i}" for i in range(1, config.concurrent_batches))]
+
+
 def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Service[Any]:
     """Create the runner service class for one installed model.
 
-    Its ``transcribe`` API takes a list of jobs; with batching on, BentoML's adaptive
+    Its ``transcribe`` APIs take a list of jobs; with batching on, BentoML's adaptive
     batcher merges the lists of concurrent callers into one call.
     """
     config = manifest.engine_config
@@ -34,13 +50,8 @@ def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Se
 
             self.engine = FasterWhisperEngine(model_path, manifest)
 
-        @bentoml.api(  # type: ignore[untyped-decorator]
-            batchable=config.batching,
-            max_batch_size=config.max_batch_size,
-            max_latency_ms=config.max_latency_ms,
-        )
-        def transcribe(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
-            return self.engine.transcribe_batch(jobs)
+    for api_name in lane_api_names(config):
+        setattr(ModelRunner, api_name, _batching_api(api_name, config))
 
     name = runner_service_name(manifest.name)
     ModelRunner.__name__ = ModelRunner.__qualname__ = name
@@ -50,10 +61,26 @@ def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Se
     return bentoml.service(
         name=name,
         workers=1,
+        threads=config.concurrent_batches,  # BentoML runs sync APIs on this many threads
         resources=resources,
         # concurrency: BentoCloud adds a replica above this many requests per replica.
-        traffic={"timeout": RUNNER_TIMEOUT_SECONDS, "concurrency": config.max_batch_size},
+        traffic={
+            "timeout": RUNNER_TIMEOUT_SECONDS,
+            "concurrency": config.max_batch_size * config.concurrent_batches,
+        },
         # The API service's client of this runner recycles its connection pool after
         # 100 calls or 300 s by default, failing the calls in flight; keep one pool.
         runner_connection={"max_requests": 2**31 - 1, "max_age": 365 * 86400.0},
     )(ModelRunner)
+
+
+def _batching_api(api_name: str, config: EngineConfig) -> Any:
+    def transcribe(self: Any, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+        return self.engine.transcribe_batch(jobs)  # type: ignore[no-any-return]
+
+    transcribe.__name__ = transcribe.__qualname__ = api_name  # BentoML's API name and route
+    return bentoml.api(
+        batchable=config.batching,
+        max_batch_size=config.max_batch_size,
+        max_latency_ms=config.max_latency_ms,
+    )(transcribe)
