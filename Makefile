@@ -5,7 +5,7 @@ PORT   ?= 8000
 BIN    := $(VENV)/bin
 DEFAULT_MODELS := faster-whisper-tiny.en faster-whisper-base
 
-.PHONY: serve test install models lint typecheck unit integration bench clean
+.PHONY: serve test install models lint typecheck unit integration load-test bench clean
 
 # Fresh clone -> venv, project installed, default models in models/, server on $(PORT).
 serve: models
@@ -40,6 +40,10 @@ unit: install
 
 integration: models
 	$(BIN)/pytest -q tests/integration
+
+# The full load test (16 clients x 500 requests, ~8000 in all); `make test` runs a shorter one.
+load-test: models
+	THEO_LOAD_REQUESTS_PER_CLIENT=500 $(BIN)/pytest -q -s tests/integration/test_load.py
 
 # Server vs raw engine on real clips from ../shared/eval; writes bench/results/latest.md.
 bench: models
