@@ -72,6 +72,7 @@ class FakeBackend:
         self.ready = ready if ready is not None else {}
         self.failures = list(failures or [])
         self.calls: list[tuple[str, TranscriptionJob]] = []
+        self.warmed_up = False
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
         self.calls.append((model, job))
@@ -87,6 +88,9 @@ class FakeBackend:
                 return result.model_copy(update={"error": failure})
             raise failure
         return result
+
+    async def warm_up(self) -> None:
+        self.warmed_up = True
 
     async def readiness(self) -> dict[str, bool]:
         return dict(self.ready)

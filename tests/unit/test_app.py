@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -622,3 +623,17 @@ def test_sdk_errors(sdk: OpenAI) -> None:
         )
     assert bad_request.value.body is not None
     assert [m.id for m in sdk.models.list()] == sorted([ENGLISH_MODEL, MULTILINGUAL_MODEL])
+
+
+def test_the_backend_is_warmed_up_at_startup_even_when_set_late(
+    settings: Settings, registry: ModelRegistry, backend: FakeBackend
+) -> None:
+    app = create_app(settings, registry)  # as service.py does: the runners come later
+    with TestClient(app) as client:
+        app.state.backend = backend
+        for _ in range(50):
+            if backend.warmed_up:
+                break
+            client.get("/health")  # lets the app's event loop run
+            time.sleep(0.02)
+    assert backend.warmed_up

@@ -160,3 +160,51 @@ def test_concurrent_calls_spread_over_the_lanes() -> None:
     anyio.run(main)
     assert runner.calls == ["transcribe", "transcribe_1"] * 2 + ["transcribe"]
     assert sorted(texts) == ["transcribe"] * 3 + ["transcribe_1"] * 2
+
+
+class WarmUpRunner:
+    """Records the size of each group of concurrent calls per lane; ready after a probe."""
+
+    def __init__(self, not_ready_probes: int = 0) -> None:
+        self.to_async = self
+        self.not_ready_probes = not_ready_probes
+        self.groups: list[tuple[str, int]] = []
+        self._running: dict[str, int] = {}
+
+    async def is_ready(self, timeout: int | None = None) -> bool:
+        if self.not_ready_probes:
+            self.not_ready_probes -= 1
+            return False
+        return True
+
+    def __getattr__(self, lane: str) -> Any:
+        async def call(jobs: list[TranscriptionJob]) -> list[Any]:
+            assert not any(jobs[0].samples()), "warm-up jobs are silent"
+            self._running[lane] = self._running.get(lane, 0) + 1
+            await anyio.sleep(0.01)  # the others of the group start meanwhile
+            if self._running[lane]:
+                self.groups.append((lane, self._running[lane]))
+                self._running[lane] = 0
+            return [{}]
+
+        return call
+
+
+def test_warm_up_waits_for_the_runner_then_trains_every_lane_batcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("theo.serving.pool.asyncio.sleep", lambda _: anyio.sleep(0))
+    runner = WarmUpRunner(not_ready_probes=2)
+    pool = RunnerPool({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
+    anyio.run(pool.warm_up)
+    expected = [1] * 9 + [2, 3]
+    assert runner.groups == [("transcribe", n) for n in expected] + [
+        ("transcribe_1", n) for n in expected
+    ]
+    assert runner.not_ready_probes == 0
+
+
+def test_a_failed_warm_up_is_only_logged() -> None:
+    runner = FakeRunner(ServiceUnavailable("busy"))
+    anyio.run(RunnerPool({"tiny": runner}).warm_up)
+    assert runner.calls == 1

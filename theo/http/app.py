@@ -7,7 +7,9 @@ backend (the model's runner) → :func:`render_result`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
@@ -62,11 +64,31 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid value for '{param}': {detail}.", param=param)
 
 
+async def _warm_up(app: FastAPI) -> None:
+    """Warm the backend up in the background, once it is set."""
+    while app.state.backend is None:
+        await asyncio.sleep(0.1)
+    backend: TranscriptionBackend = app.state.backend
+    await backend.warm_up()
+
+
 def create_app(
     settings: Settings, registry: ModelRegistry, backend: TranscriptionBackend | None = None
 ) -> FastAPI:
     """Build the HTTP app; ``app.state.backend`` may be set later (when runners exist)."""
-    app = FastAPI(title="Theo", version=__version__, description="OpenAI-compatible speech to text")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warm_up = asyncio.create_task(_warm_up(app))
+        yield
+        warm_up.cancel()
+
+    app = FastAPI(
+        title="Theo",
+        version=__version__,
+        description="OpenAI-compatible speech to text",
+        lifespan=lifespan,
+    )
     app.state.backend = backend
     admission = ModelAdmission(settings.max_queue_per_model)
 

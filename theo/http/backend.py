@@ -17,3 +17,7 @@ class TranscriptionBackend(Protocol):
     async def readiness(self) -> dict[str, bool]:
         """Whether each model's runner is ready to take work."""
         ...
+
+    async def warm_up(self) -> None:
+        """Get the runners ready for the first requests (best effort; runs at startup)."""
+        ...

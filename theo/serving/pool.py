@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import aiohttp
+import numpy as np
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
@@ -16,6 +17,11 @@ logger = logging.getLogger(__name__)
 
 # How long a runner may take to answer /readyz before it counts as down.
 READY_TIMEOUT_SECONDS = 3
+# BentoML's batcher trains itself on each batching API's first batches: nine of one job,
+# then one it holds open (up to ~1 s) for a second job and one for a third. Without a
+# warm-up the first users pay that wait; with it, silent jobs (not decoded) do.
+WARM_UP_ROUNDS = (1,) * 9 + (2, 3)
+_SILENCE = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
 
 
 class RunnerPool:
@@ -83,6 +89,24 @@ class RunnerPool:
         else:
             self._down.add(model)
         return ready
+
+    async def warm_up(self) -> None:
+        """Once each runner is ready, send every lane its batcher's training batches."""
+        await asyncio.gather(*(self._warm_up(model) for model in self._clients))
+
+    async def _warm_up(self, model: str) -> None:
+        client = self._clients[model]
+        while not await _is_ready(client):
+            await asyncio.sleep(1)
+        try:
+            for lane in self._in_flight[model]:
+                call = getattr(client.to_async, lane)
+                for size in WARM_UP_ROUNDS:
+                    await asyncio.gather(*(call([_SILENCE]) for _ in range(size)))
+        except Exception as exc:  # a warm-up failure only costs the first requests time
+            logger.warning("runner warm-up failed (%s)", exc, extra={"model": model})
+            return
+        logger.info("runner warmed up", extra={"model": model})
 
     async def readiness(self) -> dict[str, bool]:
         names = sorted(self._clients)
