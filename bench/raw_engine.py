@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
+from threadpoolctl import threadpool_limits
 
 from bench.common import eval_items, wer
 from theo.audio import decode_audio
@@ -87,6 +88,13 @@ def main() -> None:
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: run(workers, clip), range(args.copies)))
     out["two_workers_rtfx"] = _rtfx(total, time.perf_counter() - start)
+
+    # Not one of the raw configurations: the same with Theo's runner setting of one
+    # BLAS thread (its idle threads busy-wait), to show what that setting is worth alone.
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(lambda _: run(workers, clip), range(args.copies)))
+        out["two_workers_blas1_rtfx"] = _rtfx(total, time.perf_counter() - start)
     print(json.dumps(out))
 
 

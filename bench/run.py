@@ -228,6 +228,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| sequential RTFx | {raw['sequential_rtfx']:.1f} |",
             f"| BatchedInferencePipeline RTFx | {raw['batched_pipeline_rtfx']:.1f} |",
             f"| 2 workers x 1 thread RTFx | {raw['two_workers_rtfx']:.1f} |",
+            f"| 2 workers x 1 thread, numpy BLAS on 1 thread (as Theo's runner; not a goal) | "
+            f"{raw.get('two_workers_blas1_rtfx', float('nan')):.1f} |",
             f"| peak RSS | {raw['peak_rss_mb']:.0f} MB |",
             "",
             "| goal | result |",
