@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,9 @@ from openai import OpenAI
 
 from tests.conftest import MODELS_DIR, REPO_ROOT
 
-REQUIRED_MODELS = ("faster-whisper-tiny.en", "faster-whisper-base")
+TINY = "faster-whisper-tiny.en"
+BASE = "faster-whisper-base"
+REQUIRED_MODELS = (TINY, BASE)
 STARTUP_TIMEOUT = 180.0
 
 
@@ -79,6 +82,16 @@ def wait_healthy(*servers: RunningServer) -> None:
             pass
         time.sleep(0.5)
     pytest.fail(f"not healthy after {STARTUP_TIMEOUT}s:\n{servers[0].log()[-4000:]}")
+
+
+def post_audio(server: RunningServer, name: str, data: bytes, **fields: Any) -> httpx.Response:
+    """POST a file to the server's transcriptions route (``model`` defaults to tiny.en)."""
+    return httpx.post(
+        f"{server.base_url}/v1/audio/transcriptions",
+        files={"file": (name, data)},
+        data={"model": TINY, **fields},
+        timeout=120,
+    )
 
 
 def stop_server(server: RunningServer) -> None:

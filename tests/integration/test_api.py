@@ -12,10 +12,8 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import RunningServer
+from tests.integration.conftest import BASE, TINY, RunningServer
 
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 JFK = FIXTURES / "jfk.flac"
 
 

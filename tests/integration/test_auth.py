@@ -15,9 +15,8 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
-from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import TINY, RunningServer, start_server, stop_server
 
-TINY = "faster-whisper-tiny.en"
 KEY = "sk-theo-" + secrets.token_hex(24)
 CLIP = FIXTURES / "LJ001-0008.mp3"
 CLIP_TEXT = "has never been surpassed."

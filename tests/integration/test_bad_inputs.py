@@ -21,10 +21,8 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import FIXTURES, normalize_text, word_errors
-from tests.integration.conftest import RunningServer
+from tests.integration.conftest import BASE, TINY, RunningServer, post_audio
 
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 CLIP = FIXTURES / "LJ001-0008.mp3"  # "has never been surpassed." (1.9 s)
 CLIP_TEXT = "has never been surpassed."
 
@@ -77,15 +75,6 @@ def load_bad_file(entry: dict[str, Any]) -> bytes:
     if "sha256" in entry:
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["path"]
     return data
-
-
-def post_audio(server: RunningServer, name: str, data: bytes, **fields: Any) -> httpx.Response:
-    return httpx.post(
-        f"{server.base_url}/v1/audio/transcriptions",
-        files={"file": (name, data)},
-        data={"model": TINY, **fields},
-        timeout=120,
-    )
 
 
 def assert_openai_error(response: httpx.Response, status: int, param: str | None) -> str:

@@ -31,13 +31,13 @@ from openai import OpenAI
 from tests.conftest import FIXTURES, MODELS_DIR, REPO_ROOT, word_errors
 from tests.integration.conftest import (
     REQUIRED_MODELS,
+    TINY,
     RunningServer,
     free_port,
     stop_server,
     wait_healthy,
 )
 
-TINY = "faster-whisper-tiny.en"
 JFK = FIXTURES / "jfk.flac"
 BIN = Path(sys.executable).parent
 DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens: any download fails at once

@@ -18,13 +18,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
-from tests.integration.conftest import RunningServer, free_port, wait_healthy
+from tests.integration.conftest import BASE, TINY, RunningServer, free_port, wait_healthy
 from theo.cli import main
 
 pytestmark = pytest.mark.integration
 
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 JFK = str(FIXTURES / "jfk.flac")
 FRENCH = str(FIXTURES / "fleurs-fr-000.ogg")
 

@@ -16,10 +16,8 @@ import psutil
 import pytest
 
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import BASE, TINY, RunningServer, start_server, stop_server
 
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 TINY_RUNNER = "runner_faster_whisper_tiny_en"
 CLIP = FIXTURES / "LJ001-0008.mp3"
 CLIP_TEXT = "has never been surpassed."

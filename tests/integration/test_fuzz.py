@@ -17,12 +17,10 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from tests.conftest import FIXTURES
-from tests.integration.conftest import RunningServer
+from tests.integration.conftest import BASE, TINY, RunningServer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 CLIP = FIXTURES / "LJ001-0008.mp3"
 BOUNDED = settings(
     max_examples=EXAMPLES,

@@ -16,10 +16,15 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import RunningServer, start_server, stop_server
+from tests.integration.conftest import (
+    BASE,
+    TINY,
+    RunningServer,
+    post_audio,
+    start_server,
+    stop_server,
+)
 
-TINY = "faster-whisper-tiny.en"
-BASE = "faster-whisper-base"
 CLIP = FIXTURES / "1089-134691-0000.flac"  # "HE COULD WAIT NO LONGER" (2 s)
 CLIP_TEXT = "HE COULD WAIT NO LONGER"
 
@@ -50,15 +55,6 @@ def limited_client(limited: RunningServer) -> OpenAI:
     return OpenAI(base_url=f"{limited.base_url}/v1", api_key="not-needed", max_retries=0)
 
 
-def transcribe(server: RunningServer, name: str, data: bytes, **fields: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.base_url}/v1/audio/transcriptions",
-        files={"file": (name, data)},
-        data={"model": TINY, **fields},
-        timeout=120,
-    )
-
-
 def assert_error(response: httpx.Response, status: int, error_type: str, code: str) -> str:
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -68,7 +64,7 @@ def assert_error(response: httpx.Response, status: int, error_type: str, code: s
 
 
 def assert_serving(server: RunningServer) -> None:
-    response = transcribe(server, CLIP.name, CLIP.read_bytes())
+    response = post_audio(server, CLIP.name, CLIP.read_bytes())
     assert response.status_code == 200, response.text
     assert word_errors(CLIP_TEXT, response.json()["text"]) == 0
 
@@ -134,7 +130,7 @@ def test_upload_over_the_cap_is_413_from_content_length(
 ) -> None:
     too_big = b"\0" * (MAX_FILE_MB * 1024 * 1024 + 200_000)
     message = assert_error(
-        transcribe(limited, "big.wav", too_big), 413, "invalid_request_error", "file_too_large"
+        post_audio(limited, "big.wav", too_big), 413, "invalid_request_error", "file_too_large"
     )
     assert f"{MAX_FILE_MB} MB" in message
     with pytest.raises(openai.APIStatusError) as raised:
@@ -170,7 +166,7 @@ def test_hours_of_compressed_silence_are_refused_after_the_limit(limited: Runnin
     data = encode(two_hours, 8000, "flac", "flac", frame_size="32768")
     assert len(data) < 64_000  # 2 h of audio in a few tens of KB
     started = time.monotonic()
-    response = transcribe(limited, "silence.flac", data)
+    response = post_audio(limited, "silence.flac", data)
     elapsed = time.monotonic() - started
     message = assert_error(response, 400, "invalid_request_error", "audio_too_long")
     assert f"{MAX_AUDIO_SECONDS} seconds" in message
@@ -181,7 +177,7 @@ def test_hours_of_compressed_silence_are_refused_after_the_limit(limited: Runnin
 def test_queue_cap_answers_503_with_retry_after(limited: RunningServer) -> None:
     data = CLIP.read_bytes()
     with ThreadPoolExecutor(max_workers=12) as pool:
-        responses = list(pool.map(lambda _: transcribe(limited, CLIP.name, data), range(12)))
+        responses = list(pool.map(lambda _: post_audio(limited, CLIP.name, data), range(12)))
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) == {200, 503}, statuses
     for response in responses:
@@ -199,7 +195,7 @@ def test_request_over_the_timeout_is_504(limited: RunningServer) -> None:
     speech = np.tile(read_pcm16(FIXTURES / "jfk.flac"), 10)
     data = encode(speech, 16000, "ogg", "libopus", bit_rate=16000)
     started = time.monotonic()
-    response = transcribe(
+    response = post_audio(
         limited,
         "long.ogg",
         data,
@@ -213,7 +209,7 @@ def test_request_over_the_timeout_is_504(limited: RunningServer) -> None:
     assert elapsed < TIMEOUT_SECONDS + 3
     # The cancelled job may still hold the CPU for a while; the service comes back on its own.
     deadline = time.monotonic() + 60
-    while transcribe(limited, CLIP.name, CLIP.read_bytes()).status_code != 200:
+    while post_audio(limited, CLIP.name, CLIP.read_bytes()).status_code != 200:
         assert time.monotonic() < deadline, "no successful request within 60 s of the timeout"
         time.sleep(1)
 
