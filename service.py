@@ -12,7 +12,7 @@ from theo.http.app import create_app
 from theo.log import configure_logging
 from theo.serving.bundle import BundleArguments, load_bundle
 from theo.serving.pool import RunnerPool
-from theo.serving.runner import lane_api_names, make_runner_service
+from theo.serving.runner import make_runner_service
 from theo.settings import get_settings
 
 settings = get_settings()
@@ -34,7 +34,7 @@ class Theo:
     def __init__(self) -> None:
         app.state.backend = RunnerPool(
             {model: getattr(self, runner.name) for model, runner in runners.items()},
-            lanes={m.name: lane_api_names(m.engine_config) for m in registry.list_models()},
+            lanes={model: list(runner.apis) for model, runner in runners.items()},
         )
 
 

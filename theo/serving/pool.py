@@ -29,8 +29,8 @@ class RunnerPool:
 
     def __init__(self, clients: dict[str, Any], lanes: dict[str, list[str]] | None = None):
         self._clients = clients
-        # Each model's batching APIs (theo/serving/runner.py:lane_api_names) and how many
-        # of this process's requests each one holds now.
+        # Each model's batching APIs (its runner service's ``apis``: the lanes of
+        # theo/serving/runner.py) and how many of this process's requests each holds now.
         self._in_flight = {
             model: dict.fromkeys((lanes or {}).get(model, ["transcribe"]), 0) for model in clients
         }
