@@ -72,7 +72,14 @@ class EngineConfig(_Strict):
     batching: bool = True
     max_batch_size: int = Field(default=8, ge=1, le=256, description="requests per runner call")
     decode_batch_size: int = Field(
-        default=8, ge=1, le=256, description="windows stacked into one encode+generate"
+        default=8, ge=1, le=256, description="windows decoded together in one generate call"
+    )
+    encode_batch_size: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="CPU only: windows per encoder call within a decode batch (0 = all); "
+        "on one thread a stacked encode costs more per window than single ones",
     )
     max_latency_ms: int = Field(default=60_000, ge=100)
     concurrent_batches: int = Field(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper.audio import pad_or_trim
 from threadpoolctl import threadpool_info
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
@@ -14,7 +15,7 @@ from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.engine import FasterWhisperEngine
 from theo.manifest import load_manifest
-from theo.transcription import SAMPLE_RATE, TranscriptionJob
+from theo.transcription import SAMPLE_RATE, TranscriptionJob, TranscriptionResult
 
 
 @cache
@@ -96,3 +97,39 @@ def test_numpy_blas_runs_on_the_calling_thread_only() -> None:
     engine("faster-whisper-tiny.en")
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_windows_encoded_one_at_a_time_match_a_stacked_encode() -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    assert tiny.config.encode_batch_size == 1  # the shipped CPU setting
+    features = np.stack(
+        [
+            pad_or_trim(tiny.model.feature_extractor(samples(clip))[:, :-1])
+            for clip in ["jfk.flac", "1089-134686-0000.flac", "jfk.flac"]
+        ]
+    )
+    one_by_one = np.asarray(tiny._encode(features))
+    stacked = np.asarray(tiny.model.encode(features))
+    assert one_by_one.shape == stacked.shape == (3, 1500, 384)
+    np.testing.assert_allclose(one_by_one, stacked, atol=1e-3)
+    # the two copies of one clip in one batch get the same output as each other
+    np.testing.assert_array_equal(one_by_one[0], one_by_one[2])
+
+
+def test_a_batch_is_decoded_in_groups_of_decode_batch_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    group_sizes: list[int] = []
+    decode = tiny._decode
+
+    def recording(jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+        group_sizes.append(len(jobs))
+        return decode(jobs)
+
+    monkeypatch.setattr(tiny, "_decode", recording)
+    jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
+    results = tiny.transcribe_batch([jfk] * 6)
+    # not split into three groups of two to fill both workers: a lone window costs more
+    assert sorted(group_sizes) == [2, tiny.config.decode_batch_size] == [2, 4]
+    assert len({r.text for r in results}) == 1 and "ask not" in results[0].text

@@ -16,7 +16,7 @@ from theo.transcription import TranscriptionJob, TranscriptionResult
 RUNNER_TIMEOUT_SECONDS = 900
 # While a batch runs and requests wait, BentoML's batcher polls every 1 ms (its
 # TICKET_INTERVAL), on the runner's event loop: ~5% of a core per lane, taken from the
-# engine. A batch takes 0.1-10 s here, so 5 ms costs nothing in latency (bench/README.md).
+# engine. A batch takes 0.1-10 s here, so 5 ms costs nothing in latency (README "Performance").
 BATCHER_TICK_SECONDS = 0.005
 CorkDispatcher.TICKET_INTERVAL = BATCHER_TICK_SECONDS
 
