@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,8 @@ PROMPT_RESET_ON_TEMPERATURE = 0.5
 PROMPT_TOKENS_MAX = 223  # Whisper's max_length // 2 - 1
 N_FRAMES = 3000  # mel frames in one 30 s encoder input
 MAX_PASSES = 16  # a pass always advances; this only bounds pathological outputs
+# The solo instance decodes a group only this long after two groups last overlapped.
+SOLO_AFTER_IDLE_SECONDS = 2.0
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own list
 
@@ -140,6 +144,21 @@ class FasterWhisperEngine:
             local_files_only=True,
         )
         self.multilingual: bool = self.model.model.is_multilingual
+        # At low load a lone request would run on one worker's threads while the other
+        # cores idle: a second instance with more threads decodes it instead.
+        self._solo: WhisperModel | None = None
+        if config.solo_cpu_threads and self.model.model.device == "cpu":
+            self._solo = WhisperModel(
+                str(model_path),
+                device="cpu",
+                compute_type=config.compute_type,
+                cpu_threads=config.solo_cpu_threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+        self._running = 0  # groups being decoded now
+        self._last_overlap = 0.0  # when two groups last ran at once (time.monotonic)
+        self._running_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=config.num_workers, thread_name_prefix=f"engine-{manifest.name}"
         )
@@ -178,13 +197,35 @@ class FasterWhisperEngine:
     # -- decoding -----------------------------------------------------------------------
 
     def _decode_group(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+        model = self._claim_instance()
         try:
-            return self._decode(jobs)
+            return self._decode(jobs, model)
         except Exception as exc:  # report per job; the runner keeps serving
             logger.exception("engine failed on a batch of %d", len(jobs))
             return [TranscriptionResult(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
-    def _decode(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+    def _claim_instance(self) -> WhisperModel:
+        """The instance for a group about to start: the solo one only at low load.
+
+        Low load means no other group runs now nor ran beside another one recently; under
+        load the solo instance's threads would contend with the workers' for the cores.
+        """
+        with self._running_lock:
+            self._running += 1
+            now = time.monotonic()
+            if self._running > 1:
+                self._last_overlap = now
+                return self.model
+            if self._solo is not None and now - self._last_overlap > SOLO_AFTER_IDLE_SECONDS:
+                return self._solo
+            return self.model
+
+    def _decode(
+        self, jobs: list[TranscriptionJob], model: WhisperModel
+    ) -> list[TranscriptionResult]:
         windows = [self._prepare(job) for job in jobs]
         for _ in range(MAX_PASSES):
             pending = [w for w in windows if w.seek < w.content_frames]
@@ -197,7 +238,7 @@ class FasterWhisperEngine:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
                 groups[(len(window.prompt_tokens), window.job.temperature)].append(window)
             for group in groups.values():
-                self._decode_pass(group)
+                self._decode_pass(group, model)
         return [self._result(window) for window in windows]
 
     def _prepare(self, job: TranscriptionJob) -> _Window:
@@ -220,15 +261,15 @@ class FasterWhisperEngine:
             )
         return self._tokenizers[key]
 
-    def _decode_pass(self, windows: list[_Window]) -> None:
+    def _decode_pass(self, windows: list[_Window], model: WhisperModel) -> None:
         features = np.stack(
             [pad_or_trim(w.features[:, w.seek : w.seek + w.segment_size]) for w in windows]
         )
-        encoder_output = self._encode(features)
-        self._assign_languages(windows, encoder_output)
+        encoder_output = self._encode(features, model)
+        self._assign_languages(windows, encoder_output, model)
         for window in windows:
             window.attempts.clear()
-        self._generate(windows, encoder_output, windows[0].job.temperature)
+        self._generate(windows, encoder_output, windows[0].job.temperature, model)
         schedule = temperature_schedule(
             windows[0].job.temperature, self.config.fallback_temperatures
         )
@@ -236,38 +277,39 @@ class FasterWhisperEngine:
             failed = [i for i, w in enumerate(windows) if w.attempts[-1].failed]
             if not failed:
                 break
-            subset = self._select(encoder_output, features, failed)
-            self._generate([windows[i] for i in failed], subset, temperature)
+            subset = self._select(encoder_output, features, failed, model)
+            self._generate([windows[i] for i in failed], subset, temperature, model)
         new_segments = [self._advance(window, best_attempt(window.attempts)) for window in windows]
         wanted = [i for i, w in enumerate(windows) if w.job.word_timestamps and new_segments[i]]
         if wanted:
-            self._align_words(windows, new_segments, encoder_output, features, wanted)
+            self._align_words(windows, new_segments, encoder_output, features, wanted, model)
         for window, segments in zip(windows, new_segments, strict=True):
             window.segments.extend(segments)
 
-    def _encode(self, features: np.ndarray) -> Any:
+    def _encode(self, features: np.ndarray, model: WhisperModel) -> Any:
         """The encoder output of stacked windows, in calls of ``encode_batch_size`` on CPU.
 
         On one CPU thread, encoding windows one by one and stacking their outputs for one
         ``generate`` call costs ~15% less than encoding them together (README "Performance").
         """
         step = self.config.encode_batch_size
-        if not 0 < step < len(features) or self.model.model.device != "cpu":
-            return self.model.encode(features)
+        if not 0 < step < len(features) or model.model.device != "cpu":
+            return model.encode(features)
         parts = [
-            np.asarray(self.model.encode(features[i : i + step]))
-            for i in range(0, len(features), step)
+            np.asarray(model.encode(features[i : i + step])) for i in range(0, len(features), step)
         ]
         return ctranslate2.StorageView.from_array(np.concatenate(parts))
 
-    def _assign_languages(self, windows: list[_Window], encoder_output: Any) -> None:
+    def _assign_languages(
+        self, windows: list[_Window], encoder_output: Any, model: WhisperModel
+    ) -> None:
         undetected = [i for i, w in enumerate(windows) if w.language is None]
         if not undetected:
             return
         needs_detection = self.multilingual and any(
             windows[i].job.language is None for i in undetected
         )
-        detected = self.model.model.detect_language(encoder_output) if needs_detection else None
+        detected = model.model.detect_language(encoder_output) if needs_detection else None
         for i in undetected:
             window = windows[i]
             language = window.job.language
@@ -276,7 +318,13 @@ class FasterWhisperEngine:
             window.language = language
             window.tokenizer = self._tokenizer(window.job.task, language)
 
-    def _generate(self, windows: list[_Window], encoder_output: Any, temperature: float) -> None:
+    def _generate(
+        self,
+        windows: list[_Window],
+        encoder_output: Any,
+        temperature: float,
+        model: WhisperModel,
+    ) -> None:
         tokenizer = windows[0].tokenizer
         assert tokenizer is not None
         prompts = [
@@ -288,7 +336,7 @@ class FasterWhisperEngine:
             if temperature == 0
             else {"beam_size": 1, "num_hypotheses": BEST_OF, "sampling_topk": 0}
         )
-        results = self.model.model.generate(
+        results = model.model.generate(
             encoder_output,
             prompts,
             max_length=self.model.max_length,
@@ -315,12 +363,14 @@ class FasterWhisperEngine:
                 )
             )
 
-    def _select(self, encoder_output: Any, features: np.ndarray, rows: list[int]) -> Any:
+    def _select(
+        self, encoder_output: Any, features: np.ndarray, rows: list[int], model: WhisperModel
+    ) -> Any:
         """The encoder output of some rows: sliced on CPU, re-encoded elsewhere."""
-        if self.model.model.device == "cpu":
+        if model.model.device == "cpu":
             array = np.asarray(encoder_output)[rows]
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
-        return self.model.encode(features[rows])
+        return model.encode(features[rows])
 
     def _advance(self, window: _Window, attempt: _Attempt) -> list[dict[str, Any]]:
         """Split a pass's chosen decode into segments; move ``seek`` past what they cover."""
@@ -368,6 +418,7 @@ class FasterWhisperEngine:
         encoder_output: Any,
         features: np.ndarray,
         rows: list[int],
+        model: WhisperModel,
     ) -> None:
         # The aligner takes one start sequence per call: align per (task, language).
         by_tokenizer: dict[int, list[int]] = defaultdict(list)
@@ -376,9 +427,9 @@ class FasterWhisperEngine:
         for indices in by_tokenizer.values():
             output = (
                 encoder_output if indices == list(range(len(windows)))
-                else self._select(encoder_output, features, indices)
+                else self._select(encoder_output, features, indices, model)
             )  # fmt: skip
-            self.model.add_word_timestamps(
+            model.add_word_timestamps(
                 [new_segments[i] for i in indices],
                 windows[indices[0]].tokenizer,
                 output,

@@ -64,6 +64,13 @@ class EngineConfig(_Strict):
     beam_size: int = Field(default=5, ge=1, le=20)
     cpu_threads: int = Field(default=0, ge=0, description="0 = CTranslate2's default")
     num_workers: int = Field(default=1, ge=1, le=16)
+    solo_cpu_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="CPU only: threads of a second model instance that decodes requests "
+        "at low load, when one worker's threads would leave cores idle (0 = none)",
+    )
     vad_filter: bool = False
     fallback_temperatures: list[float] = Field(
         default_factory=lambda: [0.4, 0.8],

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from threadpoolctl import threadpool_info
 
@@ -108,7 +111,7 @@ def test_windows_encoded_one_at_a_time_match_a_stacked_encode() -> None:
             for clip in ["jfk.flac", "1089-134686-0000.flac", "jfk.flac"]
         ]
     )
-    one_by_one = np.asarray(tiny._encode(features))
+    one_by_one = np.asarray(tiny._encode(features, tiny.model))
     stacked = np.asarray(tiny.model.encode(features))
     assert one_by_one.shape == stacked.shape == (3, 1500, 384)
     np.testing.assert_allclose(one_by_one, stacked, atol=1e-3)
@@ -123,9 +126,9 @@ def test_a_batch_is_decoded_in_groups_of_decode_batch_size(
     group_sizes: list[int] = []
     decode = tiny._decode
 
-    def recording(jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+    def recording(jobs: list[TranscriptionJob], model: WhisperModel) -> list[TranscriptionResult]:
         group_sizes.append(len(jobs))
-        return decode(jobs)
+        return decode(jobs, model)
 
     monkeypatch.setattr(tiny, "_decode", recording)
     jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
@@ -133,3 +136,36 @@ def test_a_batch_is_decoded_in_groups_of_decode_batch_size(
     # not split into three groups of two to fill both workers: a lone window costs more
     assert sorted(group_sizes) == [2, tiny.config.decode_batch_size] == [2, 4]
     assert len({r.text for r in results}) == 1 and "ask not" in results[0].text
+
+
+def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    assert tiny._solo is not None and tiny.config.solo_cpu_threads == 2
+    used: list[WhisperModel] = []
+    both_started = threading.Barrier(2, timeout=30)
+    decode = tiny._decode
+
+    def recording(jobs: list[TranscriptionJob], model: WhisperModel) -> list[TranscriptionResult]:
+        used.append(model)
+        if len(jobs) == 2:  # the two concurrent calls below overlap for sure
+            both_started.wait()
+        return decode(jobs, model)
+
+    monkeypatch.setattr(tiny, "_decode", recording)
+    monkeypatch.setattr(tiny, "_last_overlap", 0.0)  # no load for a long time
+    jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
+    alone = tiny.transcribe(jfk)
+    assert used == [tiny._solo]
+
+    used.clear()
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(tiny.transcribe_batch, [[jfk, jfk], [jfk, jfk]]))
+    # the first group to start may take the solo instance; the one beside it may not
+    assert len(used) == 2 and tiny.model in used
+    used.clear()
+    tiny.transcribe(jfk)  # right after the load: still the workers' instance
+    assert used == [tiny.model]
+    # both instances give the same text
+    assert {r.text for batch in together for r in batch} == {alone.text}
