@@ -135,27 +135,24 @@ class FasterWhisperEngine:
         threadpool_limits(limits=1, user_api="blas")
         self.manifest = manifest
         self.config = config
-        self.model = WhisperModel(
-            str(model_path),
-            device=config.device,
-            compute_type=config.compute_type,
-            cpu_threads=config.cpu_threads,
-            num_workers=config.num_workers,
-            local_files_only=True,
-        )
+
+        def load(device: str, cpu_threads: int, num_workers: int) -> WhisperModel:
+            return WhisperModel(
+                str(model_path),
+                device=device,
+                compute_type=config.compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
+                local_files_only=True,
+            )
+
+        self.model = load(config.device, config.cpu_threads, config.num_workers)
         self.multilingual: bool = self.model.model.is_multilingual
         # At low load a lone request would run on one worker's threads while the other
         # cores idle: a second instance with more threads decodes it instead.
         self._solo: WhisperModel | None = None
         if config.solo_cpu_threads and self.model.model.device == "cpu":
-            self._solo = WhisperModel(
-                str(model_path),
-                device="cpu",
-                compute_type=config.compute_type,
-                cpu_threads=config.solo_cpu_threads,
-                num_workers=1,
-                local_files_only=True,
-            )
+            self._solo = load("cpu", config.solo_cpu_threads, num_workers=1)
         self._running = 0  # groups being decoded now
         self._last_overlap = 0.0  # when two groups last ran at once (time.monotonic)
         self._running_lock = threading.Lock()
