@@ -11,7 +11,7 @@ import httpx
 from tests.conftest import MODELS_DIR
 from tests.integration.conftest import start_server, stop_server
 from theo.manifest import load_manifest
-from theo.serving.pool import WARM_UP_ROUNDS
+from theo.serving.router import WARM_UP_ROUNDS
 from theo.serving.runner import lane_api_names, runner_service_name
 
 MODEL = "faster-whisper-tiny.en"

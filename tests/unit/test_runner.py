@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
-
 from theo.manifest import EngineConfig, ModelManifest
-from theo.serving.runner import BATCHER_TICK_SECONDS, lane_api_names, make_runner_service
+from theo.serving.bentoml_internals import DEFAULT_BATCHER_TICK_SECONDS, batcher_tick_seconds
+from theo.serving.runner import lane_api_names, make_runner_service
 
 
 def manifest(**engine: object) -> ModelManifest:
@@ -38,7 +36,14 @@ def test_batching_can_be_turned_off() -> None:
     assert not service.apis["transcribe"].batchable
 
 
-def test_the_batcher_still_polls_at_the_tick_theo_sets() -> None:
-    # Guards a BentoML upgrade: the attribute Theo slows down must still be the one read.
-    assert CorkDispatcher.TICKET_INTERVAL == BATCHER_TICK_SECONDS
-    assert "self.TICKET_INTERVAL" in inspect.getsource(CorkDispatcher.controller)
+def test_a_stored_model_is_declared_on_its_runner_service() -> None:
+    # `bentoml build` packages the models a service declares; none when served from a folder.
+    stored = make_runner_service(manifest(), Path("/nowhere"), stored_tag="alpha:v1")
+    assert [str(model) for model in stored.models] == ["alpha:v1"]
+    assert make_runner_service(manifest(), Path("/nowhere")).models == []
+
+
+def test_defining_a_runner_does_not_tune_the_batcher() -> None:
+    # Tuning is an explicit call when the runner starts, not a side effect of an import.
+    make_runner_service(manifest(), Path("/nowhere"))
+    assert batcher_tick_seconds() == DEFAULT_BATCHER_TICK_SECONDS

@@ -9,8 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL, manifest_data, write_manifest
-from theo.registry import ModelRegistry
-from theo.serving.bundle import Bundle, BundleArguments, BundleError, FolderRegistry, load_bundle
+from theo.serving.bundle import BundleArguments, BundleError, FolderRegistry, load_bundle
 
 
 def test_arguments_accept_the_cli_comma_form_and_a_list() -> None:
@@ -69,15 +68,3 @@ def test_folder_registry_serves_the_given_folders(tmp_path: Path) -> None:
     registry.refresh()  # a refresh keeps the given folders, it does not scan
     assert registry.names() == ["alpha"]
     assert registry.get_model_path("alpha") == folder
-
-
-def test_package_models_attaches_stored_models_to_their_runner() -> None:
-    class FakeRunner:
-        def __init__(self) -> None:
-            self.models: list[object] = []
-
-    runners = {"alpha": FakeRunner(), "beta": FakeRunner()}
-    bundle = Bundle(ModelRegistry(Path("/nonexistent")), {"alpha": "alpha:v1"})
-    bundle.package_models(runners)
-    assert [str(m) for m in runners["alpha"].models] == ["alpha:v1"]
-    assert runners["beta"].models == []

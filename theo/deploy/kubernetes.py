@@ -23,14 +23,13 @@ from typing import Any
 import yaml
 
 from theo.manifest import ModelManifest
+from theo.serving.bentoml_internals import BENTO_SOURCE_DIR, BENTO_USER_ID, START_SERVICE_COMMAND
 from theo.serving.bundle import BundleArguments, resolve_dir_models
 from theo.serving.runner import runner_service_name
 
 PORT = 3000
 API_SERVICE = "theo"
 MODELS_MOUNT = "/models"  # THEO_MODELS_DIR in the image
-BENTO_SRC = "/home/bentoml/bento/src"  # the image's copy of the project
-BENTO_UID = 1034  # the image's non-root `bentoml` user
 
 Object = dict[str, Any]
 
@@ -72,7 +71,7 @@ def _probe(path: str, period: int, failures: int) -> Object:
 
 def _server_args(service: str, *extra: str) -> list[str]:
     return [
-        "start-http-server",
+        START_SERVICE_COMMAND,
         "--service-name",
         service,
         "--host",
@@ -96,9 +95,9 @@ def _models_volume(
 def _pod_security() -> Object:
     return {
         "runAsNonRoot": True,
-        "runAsUser": BENTO_UID,
-        "runAsGroup": BENTO_UID,
-        "fsGroup": BENTO_UID,
+        "runAsUser": BENTO_USER_ID,
+        "runAsGroup": BENTO_USER_ID,
+        "fsGroup": BENTO_USER_ID,
     }
 
 
@@ -220,7 +219,7 @@ def _pull_job(names: Sequence[str], options: KubernetesOptions) -> list[Object]:
                         {
                             "name": "pull",
                             "image": options.image,
-                            "workingDir": BENTO_SRC,
+                            "workingDir": BENTO_SOURCE_DIR,
                             # `theo pull` from the image (no-op for installed models).
                             "args": [
                                 "python",

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bentoml.models import BentoModel
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from theo.catalog import load_catalog
@@ -71,12 +70,8 @@ class Bundle:
     """The models to serve, and the store tags of those to package into the bento."""
 
     registry: ModelRegistry
+    # model name -> its BentoML model-store tag; its runner service declares it.
     stored_tags: dict[str, str] = field(default_factory=dict)
-
-    def package_models(self, runners: Mapping[str, Any]) -> None:
-        """Attach each stored model to its runner service: ``bentoml build`` packages it."""
-        for name, tag in self.stored_tags.items():
-            runners[name].models.append(BentoModel(tag))
 
 
 def load_bundle(models_dir: Path, arguments: BundleArguments) -> Bundle:

@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml.models import BentoModel
 
 from theo.manifest import EngineConfig, ModelManifest
+from theo.serving.bentoml_internals import tune_batcher
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 # Long audio on CPU can take minutes; BentoML's default of 60 s would cut it off.
 RUNNER_TIMEOUT_SECONDS = 900
-# While a batch runs and requests wait, BentoML's batcher polls every 1 ms (its
-# TICKET_INTERVAL), on the runner's event loop: ~5% of a core per lane, taken from the
-# engine. A batch takes 0.1-10 s here, so 5 ms costs nothing in latency (README "Performance").
+# While a batch runs and requests wait, BentoML's batcher polls its queue every 1 ms by
+# default, on the runner's event loop, taking CPU from the engine. A batch takes 0.1-10 s
+# here, so 5 ms costs nothing in latency (docs/performance.md).
 BATCHER_TICK_SECONDS = 0.005
-CorkDispatcher.TICKET_INTERVAL = BATCHER_TICK_SECONDS
 
 
 def runner_service_name(model_name: str) -> str:
@@ -36,11 +36,14 @@ def lane_api_names(config: EngineConfig) -> list[str]:
     return ["transcribe", *(f"transcribe_{i}" for i in range(1, config.concurrent_batches))]
 
 
-def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Service[Any]:
+def make_runner_service(
+    manifest: ModelManifest, model_path: Path, stored_tag: str | None = None
+) -> bentoml.Service[Any]:
     """Create the runner service class for one installed model.
 
     Its ``transcribe`` APIs take a list of jobs; with batching on, BentoML's adaptive
-    batcher merges the lists of concurrent callers into one call.
+    batcher merges the lists of concurrent callers into one call. ``stored_tag`` names the
+    model's copy in the BentoML model store, which ``bentoml build`` then packages.
     """
     config = manifest.engine_config
 
@@ -48,7 +51,12 @@ def make_runner_service(manifest: ModelManifest, model_path: Path) -> bentoml.Se
         def __init__(self) -> None:
             from theo.engine import FasterWhisperEngine  # heavy import: only in the runner
 
+            tune_batcher(BATCHER_TICK_SECONDS)  # before the first batch
             self.engine = FasterWhisperEngine(model_path, manifest)
+
+    if stored_tag is not None:
+        # BentoML's documented way to declare a service's model: a class attribute.
+        ModelRunner.weights = BentoModel(stored_tag)  # type: ignore[attr-defined]
 
     for api_name in lane_api_names(config):
         setattr(ModelRunner, api_name, _batching_api(api_name, config))

@@ -1,4 +1,4 @@
-"""The API service's view of the runners: call one by model name, ask who is ready."""
+"""The API service's view of the runners: route each job to its model's least busy lane."""
 
 from __future__ import annotations
 
@@ -6,26 +6,31 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
+import httpx
 import numpy as np
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
+from theo.serving.bentoml_internals import RUNNER_CONNECTION_ERRORS, batcher_training_rounds
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
 
 # How long a runner may take to answer /readyz before it counts as down.
 READY_TIMEOUT_SECONDS = 3
-# BentoML's batcher trains itself on each batching API's first batches: nine of one job,
-# then one it holds open (up to ~1 s) for a second job and one for a third. Without a
-# warm-up the first users pay that wait; with it, silent jobs (not decoded) do.
-WARM_UP_ROUNDS = (1,) * 9 + (2, 3)
+# BentoML's batcher trains itself on each batching API's first batches, holding some open
+# (up to ~1 s) for more jobs. Without a warm-up the first users pay that wait; with it,
+# silent jobs (not decoded) do.
+WARM_UP_ROUNDS = batcher_training_rounds()
 _SILENCE = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
 
 
-class RunnerPool:
-    """Implements :class:`theo.http.backend.TranscriptionBackend` over BentoML dependencies."""
+class RunnerRouter:
+    """Implements :class:`theo.http.backend.TranscriptionBackend` over BentoML dependencies.
+
+    Sends each job to the least busy lane of its model's runner service, and keeps track
+    of runners that went down.
+    """
 
     def __init__(self, clients: dict[str, Any], lanes: dict[str, list[str]] | None = None):
         self._clients = clients
@@ -121,15 +126,15 @@ class _Disconnected(Exception):
 async def _call_lane(model: str, lane: Any, job: TranscriptionJob) -> Any:
     try:
         results = await lane([job])
-    except aiohttp.ClientConnectionError as exc:
-        raise _Disconnected(type(exc).__name__) from None
-    except (TimeoutError, ServiceUnavailable):
+    except (TimeoutError, httpx.TimeoutException, ServiceUnavailable):
         raise ServiceUnavailableError(
             f"The runner for '{model}' is not ready or is overloaded; retry shortly."
         ) from None
     except BentoMLException as exc:
         logger.error("runner call failed: %s", exc, extra={"model": model})
         raise InternalServerError() from None
+    except RUNNER_CONNECTION_ERRORS as exc:
+        raise _Disconnected(type(exc).__name__) from None
     return results[0]
 
 

@@ -1,17 +1,17 @@
-"""theo/serving/pool.py: runner failures become 503/500, and a recycled connection is retried."""
+"""theo/serving/router.py: runner failures become 503/500, and a recycled connection is retried."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import anyio
+import httpx
 import numpy as np
 import pytest
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
-from theo.serving.pool import RunnerPool
+from theo.serving.router import RunnerRouter
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 JOB = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
@@ -40,7 +40,7 @@ class FakeRunner:
 
 
 def transcribe(runner: FakeRunner, model: str = "tiny") -> TranscriptionResult:
-    pool = RunnerPool({"tiny": runner})
+    pool = RunnerRouter({"tiny": runner})
 
     async def main() -> TranscriptionResult:
         return await pool.transcribe(model, JOB)
@@ -54,26 +54,30 @@ def test_result_is_returned_and_validated() -> None:
 
 def test_a_dropped_connection_is_retried_once_when_the_runner_is_up() -> None:
     # What BentoML's client does every runner_connection.max_requests calls.
-    runner = FakeRunner(aiohttp.ServerDisconnectedError(), TranscriptionResult(text="again"))
+    runner = FakeRunner(
+        httpx.RemoteProtocolError("Server disconnected"), TranscriptionResult(text="again")
+    )
     assert transcribe(runner).text == "again"
     assert runner.calls == 2
 
 
 def test_a_dead_runner_is_503_at_once() -> None:
-    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=False)
+    runner = FakeRunner(httpx.RemoteProtocolError("Server disconnected"), ready=False)
     with pytest.raises(ServiceUnavailableError, match="unreachable"):
         transcribe(runner)
     assert runner.calls == 1
 
 
 def test_a_readiness_probe_that_times_out_counts_as_down() -> None:
-    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=TimeoutError())
+    runner = FakeRunner(httpx.RemoteProtocolError("Server disconnected"), ready=TimeoutError())
     with pytest.raises(ServiceUnavailableError):
         transcribe(runner)
 
 
 def test_a_second_drop_is_503() -> None:
-    runner = FakeRunner(aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError())
+    runner = FakeRunner(
+        httpx.RemoteProtocolError("Server disconnected"), httpx.ConnectError("Connection refused")
+    )
     with pytest.raises(ServiceUnavailableError):
         transcribe(runner)
     assert runner.calls == 2
@@ -97,13 +101,15 @@ def test_an_unknown_model_is_404() -> None:
 
 
 def test_readiness_reports_each_model() -> None:
-    pool = RunnerPool({"up": FakeRunner(), "down": FakeRunner(ready=False)})
+    pool = RunnerRouter({"up": FakeRunner(), "down": FakeRunner(ready=False)})
     assert anyio.run(pool.readiness) == {"down": False, "up": True}
 
 
 def test_after_a_runner_is_lost_calls_are_probed_first() -> None:
-    runner = FakeRunner(aiohttp.ServerDisconnectedError(), {"text": "back"}, ready=False)
-    pool = RunnerPool({"tiny": runner})
+    runner = FakeRunner(
+        httpx.RemoteProtocolError("Server disconnected"), {"text": "back"}, ready=False
+    )
+    pool = RunnerRouter({"tiny": runner})
 
     async def main() -> list[str]:
         seen = []
@@ -142,7 +148,7 @@ class LaneRunner:
 
 def test_concurrent_calls_spread_over_the_lanes() -> None:
     runner = LaneRunner()
-    pool = RunnerPool({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
+    pool = RunnerRouter({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
     texts: list[str] = []
 
     async def one() -> None:
@@ -193,9 +199,9 @@ class WarmUpRunner:
 def test_warm_up_waits_for_the_runner_then_trains_every_lane_batcher(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("theo.serving.pool.asyncio.sleep", lambda _: anyio.sleep(0))
+    monkeypatch.setattr("theo.serving.router.asyncio.sleep", lambda _: anyio.sleep(0))
     runner = WarmUpRunner(not_ready_probes=2)
-    pool = RunnerPool({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
+    pool = RunnerRouter({"tiny": runner}, lanes={"tiny": ["transcribe", "transcribe_1"]})
     anyio.run(pool.warm_up)
     expected = [1] * 9 + [2, 3]
     assert runner.groups == [("transcribe", n) for n in expected] + [
@@ -206,5 +212,5 @@ def test_warm_up_waits_for_the_runner_then_trains_every_lane_batcher(
 
 def test_a_failed_warm_up_is_only_logged() -> None:
     runner = FakeRunner(ServiceUnavailable("busy"))
-    anyio.run(RunnerPool({"tiny": runner}).warm_up)
+    anyio.run(RunnerRouter({"tiny": runner}).warm_up)
     assert runner.calls == 1
