@@ -104,11 +104,34 @@ class RequestTimeoutError(TheoError):
 
 
 class ServiceUnavailableError(TheoError):
-    """The model's runner is not ready or is overloaded (503, with Retry-After)."""
+    """The model's runner is not ready or is overloaded (503, with Retry-After).
+
+    ``retry_after`` is the server's estimate in seconds, when it has one; without it the
+    configured ``retry_after_seconds`` is sent.
+    """
 
     status_code = 503
     error_type = "server_error"
     default_code = "service_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+
+class ClientDisconnectedError(TheoError):
+    """The client hung up before its answer was ready (499, nginx's code; nobody reads it)."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
 
 
 class InternalServerError(TheoError):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEPRECATED_IN_FLIGHT = "THEO_MAX_QUEUE_PER_MODEL"
 
 
 class Settings(BaseSettings):
@@ -29,7 +32,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
-    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with 503s.")
+    retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After sent with 503s when no better estimate is known.",
+    )
     request_timeout_seconds: float = Field(
         default=840.0,
         gt=0,
@@ -37,10 +44,29 @@ class Settings(BaseSettings):
         # OpenAI's error shape from Theo rather than BentoML's own 504 body.
         description="Longest time an audio request may take (504 after).",
     )
-    max_queue_per_model: int = Field(
+    max_in_flight_per_model: int = Field(
         default=32,
         ge=1,
-        description="Requests a model may have in flight; more get 503 + Retry-After.",
+        # THEO_MAX_QUEUE_PER_MODEL was this setting's name before the queue existed.
+        validation_alias=AliasChoices(
+            "max_in_flight_per_model", "THEO_MAX_IN_FLIGHT_PER_MODEL", _DEPRECATED_IN_FLIGHT
+        ),
+        description="Requests a model processes at once (decoding + runner); more wait.",
+    )
+    max_queued_per_model: int = Field(
+        default=256,
+        ge=0,
+        description="Requests that may wait for a model; more get 503 + Retry-After.",
+    )
+    max_queued_mb_per_model: float = Field(
+        default=1024.0,
+        ge=0,
+        description="MB of uploads that may wait for a model; more get 503 + Retry-After.",
+    )
+    max_queue_wait_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest a request waits for its model; then 503 + Retry-After.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -50,6 +76,20 @@ class Settings(BaseSettings):
     @property
     def max_file_size_bytes(self) -> int:
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def max_queued_bytes_per_model(self) -> int:
+        return int(self.max_queued_mb_per_model * 1024 * 1024)
+
+    def deprecation_warnings(self) -> list[str]:
+        """One line per deprecated variable set in the environment, saying what replaces it."""
+        if _DEPRECATED_IN_FLIGHT in os.environ:
+            return [
+                f"{_DEPRECATED_IN_FLIGHT} is deprecated: it is read as "
+                "THEO_MAX_IN_FLIGHT_PER_MODEL (requests processed at once per model); "
+                "THEO_MAX_QUEUED_PER_MODEL now bounds the requests waiting."
+            ]
+        return []
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from theo.errors import ServiceUnavailableError
+from theo.http.backend import TranscriptionBackend
 from theo.transcription import Segment, TranscriptionJob, TranscriptionResult, Word
 
 
@@ -94,3 +96,15 @@ class FakeBackend:
 
     async def readiness(self) -> dict[str, bool]:
         return dict(self.ready)
+
+
+class BackendSlot:
+    """The app's backend dependency over a backend a test may set later (None: starting)."""
+
+    def __init__(self, backend: TranscriptionBackend | None):
+        self.backend = backend
+
+    def __call__(self) -> TranscriptionBackend:
+        if self.backend is None:
+            raise ServiceUnavailableError("The model runners are starting; retry shortly.")
+        return self.backend

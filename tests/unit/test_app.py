@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from openai import BadRequestError, NotFoundError, OpenAI
 
 from tests.conftest import FIXTURES
 from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL
-from tests.unit.fakes import FakeBackend
+from tests.unit.fakes import BackendSlot, FakeBackend
 from tests.unit.sounds import long_speech, wav_bytes
 from theo.errors import ServiceUnavailableError
 from theo.http.app import create_app
@@ -47,7 +46,7 @@ def backend() -> FakeBackend:
 
 @pytest.fixture
 def app(settings: Settings, registry: ModelRegistry, backend: FakeBackend) -> FastAPI:
-    return create_app(settings, registry, backend)
+    return create_app(settings, registry, BackendSlot(backend))
 
 
 @pytest.fixture
@@ -177,7 +176,7 @@ def test_unknown_fields_are_ignored(client: TestClient) -> None:
 
 def test_translation(settings: Settings, registry: ModelRegistry) -> None:
     backend = FakeBackend(language="fr")
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         response = post(client, {"response_format": "verbose_json"}, path=TRANSLATIONS)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -323,7 +322,7 @@ def test_audio_too_long(registry: ModelRegistry, models_dir: Path) -> None:
         models_dir=models_dir, default_model=MULTILINGUAL_MODEL, max_audio_seconds=5
     )
     backend = FakeBackend()
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         error = assert_openai_error(post(client, audio=JFK), 400, "file")
     assert error["code"] == "audio_too_long"
     assert backend.calls == []
@@ -340,7 +339,7 @@ def small_cap_client(
     settings = Settings(
         models_dir=models_dir, default_model=MULTILINGUAL_MODEL, max_file_size_mb=0.05
     )
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         yield client
 
 
@@ -420,7 +419,7 @@ def test_backend_unavailable_is_503_with_retry_after(
     settings: Settings, registry: ModelRegistry
 ) -> None:
     backend = FakeBackend(failures=[ServiceUnavailableError("runner busy")])
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         response = post(client)
     error = assert_openai_error(response, 503, None)
     assert error["type"] == "server_error"
@@ -430,7 +429,7 @@ def test_backend_unavailable_is_503_with_retry_after(
 def test_no_backend_yet_is_503_with_retry_after(
     settings: Settings, registry: ModelRegistry
 ) -> None:
-    with TestClient(create_app(settings, registry, None)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(None))) as client:
         response = post(client)
     assert_openai_error(response, 503, None)
     assert response.headers["retry-after"] == "7"
@@ -441,7 +440,7 @@ def test_backend_crash_is_500_and_the_next_request_works(
 ) -> None:
     secret = "CUDA exploded at /srv/theo/secret_path.py line 42"
     backend = FakeBackend(failures=[RuntimeError(secret)])
-    app = create_app(settings, registry, backend)
+    app = create_app(settings, registry, BackendSlot(backend))
     with (
         caplog.at_level(logging.INFO, logger="theo.request"),
         TestClient(app, raise_server_exceptions=False) as c,
@@ -461,7 +460,7 @@ def test_backend_crash_is_500_and_the_next_request_works(
 
 def test_result_error_is_500(settings: Settings, registry: ModelRegistry) -> None:
     backend = FakeBackend(failures=["engine said: out of memory at 0xdeadbeef"])
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         response = post(client)
         after = post(client)
     error = assert_openai_error(response, 500, None)
@@ -482,7 +481,7 @@ def test_health_ready(client: TestClient) -> None:
 
 def test_health_one_runner_not_ready(settings: Settings, registry: ModelRegistry) -> None:
     backend = FakeBackend(ready={ENGLISH_MODEL: True, MULTILINGUAL_MODEL: False})
-    with TestClient(create_app(settings, registry, backend)) as client:
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         response = client.get("/health")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "7"
@@ -491,10 +490,11 @@ def test_health_one_runner_not_ready(settings: Settings, registry: ModelRegistry
 
 
 def test_health_without_backend_then_with(settings: Settings, registry: ModelRegistry) -> None:
-    app = create_app(settings, registry, None)
+    slot = BackendSlot(None)
+    app = create_app(settings, registry, slot)
     with TestClient(app) as client:
         before = client.get("/health")
-        app.state.backend = FakeBackend(ready={MULTILINGUAL_MODEL: True})
+        slot.backend = FakeBackend(ready={MULTILINGUAL_MODEL: True})
         after = client.get("/health")
         transcribed = post(client)
     assert before.status_code == 503
@@ -623,17 +623,3 @@ def test_sdk_errors(sdk: OpenAI) -> None:
         )
     assert bad_request.value.body is not None
     assert [m.id for m in sdk.models.list()] == sorted([ENGLISH_MODEL, MULTILINGUAL_MODEL])
-
-
-def test_the_backend_is_warmed_up_at_startup_even_when_set_late(
-    settings: Settings, registry: ModelRegistry, backend: FakeBackend
-) -> None:
-    app = create_app(settings, registry)  # as service.py does: the runners come later
-    with TestClient(app) as client:
-        app.state.backend = backend
-        for _ in range(50):
-            if backend.warmed_up:
-                break
-            client.get("/health")  # lets the app's event loop run
-            time.sleep(0.02)
-    assert backend.warmed_up

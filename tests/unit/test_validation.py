@@ -1,4 +1,4 @@
-"""theo/http/requests.py: cross-field validation of a transcription/translation request."""
+"""theo/http/validation.py: cross-field validation of a transcription/translation request."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.unit.conftest import (
     write_manifest,
 )
 from theo.errors import InvalidRequestError, ModelNotFoundError, TheoError
-from theo.http.requests import TranscriptionRequest, build_request, resolve_model_name
+from theo.http.validation import TranscriptionRequest, build_request, resolve_model_name
 from theo.registry import ModelRegistry
 from theo.settings import Settings
 

@@ -1,19 +1,17 @@
 """The FastAPI app: OpenAI's audio and model routes, health, and error mapping.
 
-Request path: form fields → :func:`build_request` (validation) → decode audio →
-backend (the model's runner) → :func:`render_result`.
+Request path: form fields → :func:`build_request` (validation) → the model's admission
+queue → decode audio → cut windows → backend (the model's runner) → :func:`render_result`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,20 +24,20 @@ from theo.errors import (
     InternalServerError,
     InvalidRequestError,
     ModelNotFoundError,
-    ServiceUnavailableError,
     TheoError,
 )
 from theo.formats import ResponseFormat
-from theo.http.admission import ModelAdmission
+from theo.http.admission import ModelAdmission, QueueLimits
 from theo.http.auth import BearerAuthMiddleware
-from theo.http.backend import TranscriptionBackend
+from theo.http.backend import BackendProvider, TranscriptionBackend
+from theo.http.metrics import AdmissionMetrics
 from theo.http.middleware import (
     RequestContextMiddleware,
     RequestTimeoutMiddleware,
     UploadLimitMiddleware,
 )
-from theo.http.requests import Granularity, build_request
 from theo.http.responses import error_response, render_result
+from theo.http.validation import Granularity, TranscriptionRequest, build_request
 from theo.registry import ModelRegistry
 from theo.settings import Settings
 from theo.transcription import SAMPLE_RATE, Task, TranscriptionJob, TranscriptionResult
@@ -64,39 +62,32 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid value for '{param}': {detail}.", param=param)
 
 
-async def _warm_up(app: FastAPI) -> None:
-    """Warm the backend up in the background, once it is set."""
-    while app.state.backend is None:
-        await asyncio.sleep(0.1)
-    backend: TranscriptionBackend = app.state.backend
-    await backend.warm_up()
-
-
 def create_app(
-    settings: Settings, registry: ModelRegistry, backend: TranscriptionBackend | None = None
+    settings: Settings, registry: ModelRegistry, get_backend: BackendProvider
 ) -> FastAPI:
-    """Build the HTTP app; ``app.state.backend`` may be set later (when runners exist)."""
+    """Build the HTTP app; routes get their backend from the dependency ``get_backend``.
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        warm_up = asyncio.create_task(_warm_up(app))
-        yield
-        warm_up.cancel()
-
+    ``get_backend`` may raise :class:`theo.errors.ServiceUnavailableError` while the
+    backend is starting. Tests pass a fake, or override it in ``app.dependency_overrides``.
+    """
     app = FastAPI(
         title="Theo",
         version=__version__,
         description="OpenAI-compatible speech to text",
-        lifespan=lifespan,
     )
-    app.state.backend = backend
-    admission = ModelAdmission(settings.max_queue_per_model)
-
-    def get_backend() -> TranscriptionBackend:
-        current: TranscriptionBackend | None = app.state.backend
-        if current is None:
-            raise ServiceUnavailableError("The model runners are starting; retry shortly.")
-        return current
+    metrics = AdmissionMetrics()
+    admission = ModelAdmission(
+        QueueLimits(
+            max_in_flight=settings.max_in_flight_per_model,
+            max_queued=settings.max_queued_per_model,
+            max_queued_bytes=settings.max_queued_bytes_per_model,
+            max_wait_seconds=settings.max_queue_wait_seconds,
+        ),
+        on_refused=metrics.count_refusal,
+    )
+    # A default, not an Annotated alias: the annotations here are strings that FastAPI
+    # resolves in the module's globals, where this function's ``get_backend`` is not.
+    backend_dependency: Any = Depends(get_backend)
 
     @app.exception_handler(TheoError)
     async def theo_error(_: Request, exc: TheoError) -> Response:
@@ -120,6 +111,7 @@ def create_app(
 
     async def transcribe(
         http_request: Request,
+        backend: TranscriptionBackend,
         *,
         task: Task,
         file: UploadFile,
@@ -146,11 +138,40 @@ def create_app(
             settings=settings,
         )
         state.model = request.model
-        backend = get_backend()
-        data = await file.read()
-        if len(data) > settings.max_file_size_bytes:
+        size = file.size or 0
+        if size > settings.max_file_size_bytes:
             # The middleware's cap allows for the other form fields; this one is the file's.
             raise FileTooLargeError(settings.max_file_size_bytes)
+
+        def report_load() -> None:
+            metrics.set_load(
+                request.model,
+                queued=admission.queued(request.model),
+                in_progress=admission.active(request.model),
+            )
+
+        # Wait for the model before any CPU is spent on the audio (503 past the queue).
+        report_load()
+        try:
+            async with admission.admit(
+                request.model, size=size, disconnected=http_request.is_disconnected
+            ) as admitted:
+                metrics.observe_wait(request.model, admitted.waited_seconds)
+                state.queue_ms = round(admitted.waited_seconds * 1000, 1)
+                report_load()
+                return await run_admitted(http_request, request, backend, file)
+        finally:
+            report_load()
+
+    async def run_admitted(
+        http_request: Request,
+        request: TranscriptionRequest,
+        backend: TranscriptionBackend,
+        file: UploadFile,
+    ) -> Response:
+        """Decode, cut and transcribe a request that holds one of its model's slots."""
+        state = http_request.state
+        data = await file.read()
         samples = await anyio.to_thread.run_sync(
             lambda: decode_audio(data, max_seconds=settings.max_audio_seconds)
         )
@@ -163,7 +184,7 @@ def create_app(
             TranscriptionJob.from_samples(
                 window.samples,
                 offset=window.offset,
-                task=task,
+                task=request.task,
                 language=request.language,
                 prompt=request.prompt,
                 temperature=request.temperature,
@@ -179,8 +200,7 @@ def create_app(
             async with in_flight:
                 return await backend.transcribe(request.model, job)
 
-        with admission.admit(request.model):  # 503 + Retry-After when the model is full
-            results = await asyncio.gather(*(run(job) for job in jobs))
+        results = await asyncio.gather(*(run(job) for job in jobs))
         if failed := [r.error for r in results if r.error is not None]:
             logger.error("runner failed: %s", failed[0])
             raise InternalServerError()
@@ -205,9 +225,11 @@ def create_app(
             list[Granularity], Form(alias="timestamp_granularities[]")
         ] = [],  # noqa: B006 - FastAPI copies defaults per request
         stream: Annotated[bool, Form()] = False,
+        backend: TranscriptionBackend = backend_dependency,
     ) -> Response:
         return await transcribe(
             http_request,
+            backend,
             task="transcribe",
             file=file,
             model=model,
@@ -227,9 +249,11 @@ def create_app(
         prompt: Annotated[str | None, Form()] = None,
         response_format: Annotated[ResponseFormat, Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        backend: TranscriptionBackend = backend_dependency,
     ) -> Response:
         return await transcribe(
             http_request,
+            backend,
             task="translate",
             file=file,
             model=model,
@@ -255,10 +279,9 @@ def create_app(
         return model_card(model_id)
 
     @app.get("/health", summary="200 once every model's runner is ready")
-    async def health() -> Response:
-        backend = app.state.backend
-        runners: dict[str, bool] = await backend.readiness() if backend is not None else {}
-        ready = backend is not None and all(runners.values())
+    async def health(backend: TranscriptionBackend = backend_dependency) -> Response:
+        runners = await backend.readiness()
+        ready = all(runners.values())
         body = {"status": "ok" if ready else "loading", "models": runners}
         if ready:
             return JSONResponse(body)

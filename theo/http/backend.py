@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from theo.transcription import TranscriptionJob, TranscriptionResult
@@ -21,3 +22,7 @@ class TranscriptionBackend(Protocol):
     async def warm_up(self) -> None:
         """Get the runners ready for the first requests (best effort; runs at startup)."""
         ...
+
+
+# The FastAPI dependency that gives the routes their backend (see create_app).
+BackendProvider = Callable[[], TranscriptionBackend]

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from theo.errors import TheoError
+from theo.errors import ServiceUnavailableError, TheoError
 from theo.formats import (
     format_json,
     format_srt,
@@ -14,7 +14,7 @@ from theo.formats import (
     format_verbose_json,
     format_vtt,
 )
-from theo.http.requests import TranscriptionRequest
+from theo.http.validation import TranscriptionRequest
 from theo.transcription import TranscriptionResult
 
 
@@ -37,8 +37,13 @@ def render_result(request: TranscriptionRequest, result: TranscriptionResult) ->
 
 
 def error_response(error: TheoError, retry_after: int | None = None) -> JSONResponse:
-    """OpenAI's error body with the error's status (and Retry-After on 503)."""
+    """OpenAI's error body with the error's status (and Retry-After on 503).
+
+    A 503 carries the error's own estimate when it has one, else ``retry_after``.
+    """
     headers: dict[str, Any] = {}
+    if isinstance(error, ServiceUnavailableError) and error.retry_after is not None:
+        retry_after = error.retry_after
     if error.status_code == 503 and retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return JSONResponse(error.to_openai(), status_code=error.status_code, headers=headers)
