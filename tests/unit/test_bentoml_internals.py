@@ -9,7 +9,7 @@ import ast
 import inspect
 import textwrap
 
-import httpx
+import aiohttp
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, Optimizer
 from bentoml_cli._internal.start import build_start_command
 
@@ -60,12 +60,16 @@ def test_the_batcher_tick_is_the_attribute_its_loops_sleep_on() -> None:
         tune_batcher(DEFAULT_BATCHER_TICK_SECONDS)
 
 
-def test_the_runner_client_raises_httpx_transport_errors() -> None:
-    from _bentoml_impl.client import http
+def test_the_dependency_client_raises_aiohttp_connection_errors() -> None:
+    from _bentoml_impl import client
+    from _bentoml_impl.client import proxy2
 
-    assert "import httpx" in inspect.getsource(http)
-    assert all(issubclass(e, httpx.TransportError) for e in RUNNER_CONNECTION_ERRORS)
-    assert issubclass(httpx.RemoteProtocolError, RUNNER_CONNECTION_ERRORS)
+    # service.py's runners are bentoml.depends(...): RemoteProxy, from proxy2, on aiohttp.
+    assert client.RemoteProxy is proxy2.RemoteProxy
+    assert "aiohttp.ClientSession(" in inspect.getsource(proxy2)
+    assert issubclass(aiohttp.ServerDisconnectedError, RUNNER_CONNECTION_ERRORS)
+    # Its timeouts are TimeoutErrors, which the router answers 503 before this tuple.
+    assert issubclass(aiohttp.ServerTimeoutError, TimeoutError)
 
 
 def test_the_image_layout_is_what_the_kubernetes_manifests_assume() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
 import numpy as np
 import pytest
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
@@ -54,30 +54,26 @@ def test_result_is_returned_and_validated() -> None:
 
 def test_a_dropped_connection_is_retried_once_when_the_runner_is_up() -> None:
     # What BentoML's client does every runner_connection.max_requests calls.
-    runner = FakeRunner(
-        httpx.RemoteProtocolError("Server disconnected"), TranscriptionResult(text="again")
-    )
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), TranscriptionResult(text="again"))
     assert transcribe(runner).text == "again"
     assert runner.calls == 2
 
 
 def test_a_dead_runner_is_503_at_once() -> None:
-    runner = FakeRunner(httpx.RemoteProtocolError("Server disconnected"), ready=False)
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=False)
     with pytest.raises(ServiceUnavailableError, match="unreachable"):
         transcribe(runner)
     assert runner.calls == 1
 
 
 def test_a_readiness_probe_that_times_out_counts_as_down() -> None:
-    runner = FakeRunner(httpx.RemoteProtocolError("Server disconnected"), ready=TimeoutError())
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), ready=TimeoutError())
     with pytest.raises(ServiceUnavailableError):
         transcribe(runner)
 
 
 def test_a_second_drop_is_503() -> None:
-    runner = FakeRunner(
-        httpx.RemoteProtocolError("Server disconnected"), httpx.ConnectError("Connection refused")
-    )
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError())
     with pytest.raises(ServiceUnavailableError):
         transcribe(runner)
     assert runner.calls == 2
@@ -106,9 +102,7 @@ def test_readiness_reports_each_model() -> None:
 
 
 def test_after_a_runner_is_lost_calls_are_probed_first() -> None:
-    runner = FakeRunner(
-        httpx.RemoteProtocolError("Server disconnected"), {"text": "back"}, ready=False
-    )
+    runner = FakeRunner(aiohttp.ServerDisconnectedError(), {"text": "back"}, ready=False)
     pool = RunnerRouter({"tiny": runner})
 
     async def main() -> list[str]:

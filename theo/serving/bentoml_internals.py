@@ -8,7 +8,7 @@ that changes one of these assumptions fails a unit test instead of a deployment.
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 from bentoml._internal.container.generate import BENTO_PATH, BENTO_UID_GID
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, Optimizer
 
@@ -48,10 +48,10 @@ def batcher_training_rounds() -> tuple[int, ...]:
 
 # -- Calls from the API service to a runner ----------------------------------------------
 
-# BentoML's client of a dependency (``_bentoml_impl.client.http``) talks to it over httpx and
-# lets its transport errors through: a dead runner's socket, or a connection dropped under
-# calls in flight. (Its timeouts are transport errors too; the router catches them first.)
-RUNNER_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError,)
+# A service's client of its dependencies (``_bentoml_impl.client.RemoteProxy``, proxy2.py)
+# talks to them over aiohttp and lets its connection errors through: a dead runner's
+# socket, or a connection dropped under calls in flight.
+RUNNER_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
 
 # -- The image `bentoml containerize` builds (for the Kubernetes manifests) ---------------
 

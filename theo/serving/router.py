@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
 import numpy as np
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
@@ -126,7 +125,7 @@ class _Disconnected(Exception):
 async def _call_lane(model: str, lane: Any, job: TranscriptionJob) -> Any:
     try:
         results = await lane([job])
-    except (TimeoutError, httpx.TimeoutException, ServiceUnavailable):
+    except (TimeoutError, ServiceUnavailable):
         raise ServiceUnavailableError(
             f"The runner for '{model}' is not ready or is overloaded; retry shortly."
         ) from None
