@@ -5,7 +5,7 @@ PORT   ?= 8000
 BIN    := $(VENV)/bin
 DEFAULT_MODELS := faster-whisper-tiny.en faster-whisper-base
 
-.PHONY: serve test install models lint typecheck unit integration load-test bench clean
+.PHONY: serve test install models lint typecheck unit integration load-test bench bench-burst clean
 
 # Fresh clone -> venv, project installed, default models in models/, server on $(PORT).
 serve: models
@@ -48,6 +48,11 @@ load-test: models
 # Server vs raw engine on real clips from ../shared/eval; writes bench/results/latest.md.
 bench: models
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Bursts of 64/128/256 requests through the SDK vs the same work at c=8, and queue fairness
+# with a long file; writes bench/results/burst.md (BENCH_ARGS="--models A B --sizes 64").
+bench-burst: models
+	$(BIN)/python -m bench.burst $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
