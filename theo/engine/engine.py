@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,72 +26,26 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 from threadpoolctl import threadpool_limits
 
+from theo.engine.policy import (
+    BEST_OF,
+    MAX_INITIAL_TIMESTAMP,
+    PROMPT_TOKENS_MAX,
+    Attempt,
+    best_attempt,
+    is_digital_silence,
+    temperature_schedule,
+)
 from theo.manifest import ModelManifest
 from theo.transcription import Segment, TranscriptionJob, TranscriptionResult, Word
 
 logger = logging.getLogger(__name__)
 
-# faster-whisper's (and OpenAI's) thresholds for "this decode failed, try hotter".
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOG_PROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
-# A likely-silent window (no-speech probability > 0.6) is dropped when its decode is
-# improbable (Whisper's rule) or a repetition loop (tiny/base on white noise: "1,5,5,5...").
-# Peak amplitude under which a window is digital silence and is not decoded at all.
-DIGITAL_SILENCE_PEAK = 1e-4
-BEST_OF = 5
-MAX_INITIAL_TIMESTAMP = 1.0
-PROMPT_RESET_ON_TEMPERATURE = 0.5
-PROMPT_TOKENS_MAX = 223  # Whisper's max_length // 2 - 1
 N_FRAMES = 3000  # mel frames in one 30 s encoder input
 MAX_PASSES = 16  # a pass always advances; this only bounds pathological outputs
 # The solo instance decodes a group only this long after two groups last overlapped.
 SOLO_AFTER_IDLE_SECONDS = 2.0
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own list
-
-
-def temperature_schedule(temperature: float, fallback: Sequence[float]) -> tuple[float, ...]:
-    """The temperatures to try for one window: the requested one, then hotter fallbacks."""
-    return (temperature, *(t for t in fallback if t > temperature))
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """One decode of a window's current pass at one temperature."""
-
-    tokens: list[int]
-    avg_logprob: float
-    no_speech_prob: float
-    temperature: float
-    compression_ratio: float
-
-    @property
-    def is_silence(self) -> bool:
-        """Probably no speech, and the decode is improbable or a repetition loop."""
-        if self.no_speech_prob <= NO_SPEECH_THRESHOLD:
-            return False
-        return (
-            self.avg_logprob < LOG_PROB_THRESHOLD
-            or self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
-        )
-
-    @property
-    def failed(self) -> bool:
-        """Looks like a failed decode (and is not silence): worth a hotter retry."""
-        return not self.is_silence and (
-            self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
-            or self.avg_logprob < LOG_PROB_THRESHOLD
-        )
-
-
-def best_attempt(attempts: Sequence[_Attempt]) -> _Attempt:
-    """The last attempt if it succeeded; else, as faster-whisper does, the most probable
-    one among those that are not repetitive (or among all of them)."""
-    if not attempts[-1].failed:
-        return attempts[-1]
-    candidates = [a for a in attempts if a.compression_ratio <= COMPRESSION_RATIO_THRESHOLD]
-    return max(candidates or attempts, key=lambda a: a.avg_logprob)
 
 
 @dataclass
@@ -114,7 +67,7 @@ class _Window:
     segments: list[dict[str, Any]] = field(default_factory=list)
     # the current pass
     segment_size: int = 0
-    attempts: list[_Attempt] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def content_frames(self) -> int:
@@ -244,7 +197,7 @@ class FasterWhisperEngine:
         tokenizer = self._tokenizer(job.task, job.language or "en")
         prompt = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         window = _Window(job=job, features=features, user_prompt=prompt[-PROMPT_TOKENS_MAX:])
-        if not samples.size or float(np.max(np.abs(samples))) < DIGITAL_SILENCE_PEAK:
+        if is_digital_silence(samples):
             window.seek = window.content_frames  # nothing to decode
         return window
 
@@ -351,7 +304,7 @@ class FasterWhisperEngine:
             score = result.scores[0] * len(tokens)  # length_penalty 1
             text = window.tokenizer.decode([t for t in tokens if t < window.tokenizer.eot])
             window.attempts.append(
-                _Attempt(
+                Attempt(
                     tokens=tokens,
                     avg_logprob=score / (len(tokens) + 1),
                     no_speech_prob=result.no_speech_prob,
@@ -369,7 +322,7 @@ class FasterWhisperEngine:
             return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
         return model.encode(features[rows])
 
-    def _advance(self, window: _Window, attempt: _Attempt) -> list[dict[str, Any]]:
+    def _advance(self, window: _Window, attempt: Attempt) -> list[dict[str, Any]]:
         """Split a pass's chosen decode into segments; move ``seek`` past what they cover."""
         if attempt.is_silence:
             window.seek += window.segment_size
@@ -402,7 +355,7 @@ class FasterWhisperEngine:
                         "no_speech_prob": attempt.no_speech_prob,
                     }
                 )
-        if attempt.temperature > PROMPT_RESET_ON_TEMPERATURE:
+        if attempt.resets_prompt:
             window.history.clear()
         else:
             window.history.extend(t for s in segments for t in s["tokens"])
