@@ -17,6 +17,7 @@ from tests.conftest import FIXTURES, MODELS_DIR, word_errors
 from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.engine import FasterWhisperEngine
+from theo.engine.instances import InstanceChooser
 from theo.manifest import load_manifest
 from theo.transcription import SAMPLE_RATE, TranscriptionJob, TranscriptionResult
 
@@ -142,7 +143,8 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tiny = engine("faster-whisper-tiny.en")
-    assert tiny._solo is not None and tiny.config.solo_cpu_threads == 2
+    solo = tiny.instances.solo
+    assert solo is not None and tiny.config.solo_cpu_threads == 2
     used: list[WhisperModel] = []
     both_started = threading.Barrier(2, timeout=30)
     decode = tiny._decode
@@ -154,10 +156,11 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
         return decode(jobs, model)
 
     monkeypatch.setattr(tiny, "_decode", recording)
-    monkeypatch.setattr(tiny, "_last_overlap", 0.0)  # no load for a long time
+    # a fresh chooser: no load for a long time
+    monkeypatch.setattr(tiny, "instances", InstanceChooser(tiny.model, solo))
     jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
     alone = tiny.transcribe(jfk)
-    assert used == [tiny._solo]
+    assert used == [solo]
 
     used.clear()
     with ThreadPoolExecutor(2) as pool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
-import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 from threadpoolctl import threadpool_limits
 
+from theo.engine.instances import InstanceChooser
 from theo.engine.policy import (
     BEST_OF,
     MAX_INITIAL_TIMESTAMP,
@@ -42,8 +41,6 @@ logger = logging.getLogger(__name__)
 
 N_FRAMES = 3000  # mel frames in one 30 s encoder input
 MAX_PASSES = 16  # a pass always advances; this only bounds pathological outputs
-# The solo instance decodes a group only this long after two groups last overlapped.
-SOLO_AFTER_IDLE_SECONDS = 2.0
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own list
 
@@ -103,12 +100,10 @@ class FasterWhisperEngine:
         self.multilingual: bool = self.model.model.is_multilingual
         # At low load a lone request would run on one worker's threads while the other
         # cores idle: a second instance with more threads decodes it instead.
-        self._solo: WhisperModel | None = None
+        solo = None
         if config.solo_cpu_threads and self.model.model.device == "cpu":
-            self._solo = load("cpu", config.solo_cpu_threads, num_workers=1)
-        self._running = 0  # groups being decoded now
-        self._last_overlap = 0.0  # when two groups last ran at once (time.monotonic)
-        self._running_lock = threading.Lock()
+            solo = load("cpu", config.solo_cpu_threads, num_workers=1)
+        self.instances = InstanceChooser(self.model, solo)
         self._pool = ThreadPoolExecutor(
             max_workers=config.num_workers, thread_name_prefix=f"engine-{manifest.name}"
         )
@@ -147,31 +142,12 @@ class FasterWhisperEngine:
     # -- decoding -----------------------------------------------------------------------
 
     def _decode_group(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
-        model = self._claim_instance()
-        try:
-            return self._decode(jobs, model)
-        except Exception as exc:  # report per job; the runner keeps serving
-            logger.exception("engine failed on a batch of %d", len(jobs))
-            return [TranscriptionResult(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
-        finally:
-            with self._running_lock:
-                self._running -= 1
-
-    def _claim_instance(self) -> WhisperModel:
-        """The instance for a group about to start: the solo one only at low load.
-
-        Low load means no other group runs now nor ran beside another one recently; under
-        load the solo instance's threads would contend with the workers' for the cores.
-        """
-        with self._running_lock:
-            self._running += 1
-            now = time.monotonic()
-            if self._running > 1:
-                self._last_overlap = now
-                return self.model
-            if self._solo is not None and now - self._last_overlap > SOLO_AFTER_IDLE_SECONDS:
-                return self._solo
-            return self.model
+        with self.instances.claim() as model:
+            try:
+                return self._decode(jobs, model)
+            except Exception as exc:  # report per job; the runner keeps serving
+                logger.exception("engine failed on a batch of %d", len(jobs))
+                return [TranscriptionResult(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
 
     def _decode(
         self, jobs: list[TranscriptionJob], model: WhisperModel

@@ -1,0 +1,122 @@
+"""theo/engine/instances.py: the solo instance only at low load, with a fake clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from theo.engine.instances import SOLO_AFTER_IDLE_SECONDS, InstanceChooser
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+WORKERS, SOLO = "workers", "solo"
+
+
+def chooser(clock: FakeClock, solo: str | None = SOLO) -> InstanceChooser[str]:
+    return InstanceChooser(WORKERS, solo, clock=clock)
+
+
+def test_a_group_alone_at_low_load_gets_the_solo_instance() -> None:
+    choose = chooser(FakeClock())
+    with choose.claim() as instance:
+        assert instance == SOLO
+        assert choose.running == 1
+    assert choose.running == 0
+
+
+def test_the_solo_instance_is_chosen_right_from_the_start() -> None:
+    # no overlap has happened yet, even on a clock that starts at zero
+    with chooser(FakeClock(now=0.0)).claim() as instance:
+        assert instance == SOLO
+
+
+def test_without_a_solo_instance_every_group_gets_the_workers() -> None:
+    choose = chooser(FakeClock(), solo=None)
+    with choose.claim() as first, choose.claim() as second:
+        assert first == second == WORKERS
+
+
+def test_a_group_beside_another_gets_the_workers_instance() -> None:
+    choose = chooser(FakeClock())
+    with choose.claim() as first, choose.claim() as second:
+        assert (first, second) == (SOLO, WORKERS)
+        assert choose.running == 2
+    assert choose.running == 0
+
+
+def test_the_solo_instance_waits_out_the_idle_window_after_an_overlap() -> None:
+    clock = FakeClock()
+    choose = chooser(clock)
+    with choose.claim(), choose.claim():
+        pass  # overlap at t=1000
+    with choose.claim() as instance:
+        assert instance == WORKERS  # right after the load
+    clock.now += SOLO_AFTER_IDLE_SECONDS
+    with choose.claim() as instance:
+        assert instance == WORKERS  # not yet: strictly longer than the window
+    clock.now += 0.01
+    with choose.claim() as instance:
+        assert instance == SOLO
+
+
+def test_an_overlap_restarts_the_idle_window() -> None:
+    clock = FakeClock()
+    choose = chooser(clock)
+    with choose.claim():
+        clock.now += 10
+        with choose.claim() as second:
+            assert second == WORKERS  # overlap at t=1010
+    clock.now += SOLO_AFTER_IDLE_SECONDS / 2
+    with choose.claim() as instance:
+        assert instance == WORKERS
+    clock.now += SOLO_AFTER_IDLE_SECONDS
+    with choose.claim() as instance:
+        assert instance == SOLO
+
+
+def test_the_idle_window_is_a_parameter() -> None:
+    clock = FakeClock()
+    choose = InstanceChooser(WORKERS, SOLO, solo_after_idle=30.0, clock=clock)
+    with choose.claim(), choose.claim():
+        pass
+    clock.now += 20
+    with choose.claim() as instance:
+        assert instance == WORKERS
+
+
+def test_a_failing_group_releases_its_claim() -> None:
+    choose = chooser(FakeClock())
+    with pytest.raises(RuntimeError), choose.claim():
+        raise RuntimeError("decode failed")
+    assert choose.running == 0
+    with choose.claim() as instance:
+        assert instance == SOLO
+
+
+def test_concurrent_claims_count_exactly() -> None:
+    choose = chooser(FakeClock())
+    all_in = threading.Barrier(8, timeout=10)
+    seen: list[str] = []
+
+    def group() -> None:
+        with choose.claim() as instance:
+            seen.append(instance)
+            all_in.wait()
+
+    threads = [threading.Thread(target=group) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert choose.running == 0
+    assert seen.count(SOLO) <= 1 and seen.count(WORKERS) >= 7
