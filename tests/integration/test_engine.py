@@ -112,7 +112,7 @@ def test_windows_encoded_one_at_a_time_match_a_stacked_encode() -> None:
             for clip in ["jfk.flac", "1089-134686-0000.flac", "jfk.flac"]
         ]
     )
-    one_by_one = np.asarray(tiny._encode(features, tiny.model))
+    one_by_one = np.asarray(tiny.decoder.encode(features, tiny.model))
     stacked = np.asarray(tiny.model.encode(features))
     assert one_by_one.shape == stacked.shape == (3, 1500, 384)
     np.testing.assert_allclose(one_by_one, stacked, atol=1e-3)
@@ -125,13 +125,13 @@ def test_a_batch_is_decoded_in_groups_of_decode_batch_size(
 ) -> None:
     tiny = engine("faster-whisper-tiny.en")
     group_sizes: list[int] = []
-    decode = tiny._decode
+    decode = tiny.decoder.decode
 
     def recording(jobs: list[TranscriptionJob], model: WhisperModel) -> list[TranscriptionResult]:
         group_sizes.append(len(jobs))
         return decode(jobs, model)
 
-    monkeypatch.setattr(tiny, "_decode", recording)
+    monkeypatch.setattr(tiny.decoder, "decode", recording)
     jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
     results = tiny.transcribe_batch([jfk] * 6)
     # not split into three groups of two to fill both workers: a lone window costs more
@@ -147,7 +147,7 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
     assert solo is not None and tiny.config.solo_cpu_threads == 2
     used: list[WhisperModel] = []
     both_started = threading.Barrier(2, timeout=30)
-    decode = tiny._decode
+    decode = tiny.decoder.decode
 
     def recording(jobs: list[TranscriptionJob], model: WhisperModel) -> list[TranscriptionResult]:
         used.append(model)
@@ -155,7 +155,7 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
             both_started.wait()
         return decode(jobs, model)
 
-    monkeypatch.setattr(tiny, "_decode", recording)
+    monkeypatch.setattr(tiny.decoder, "decode", recording)
     # a fresh chooser: no load for a long time
     monkeypatch.setattr(tiny, "instances", InstanceChooser(tiny.model, solo))
     jfk = TranscriptionJob.from_samples(samples("jfk.flac"))

@@ -1,0 +1,297 @@
+"""The decode passes: a group's windows, stacked into CTranslate2 calls pass by pass, to results."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+
+from theo.engine import faster_whisper_internals as fw
+from theo.engine.faster_whisper_internals import N_FRAMES, Tokenizer
+from theo.engine.policy import (
+    BEST_OF,
+    MAX_INITIAL_TIMESTAMP,
+    PROMPT_TOKENS_MAX,
+    Attempt,
+    best_attempt,
+    is_digital_silence,
+    temperature_schedule,
+)
+from theo.engine.results import transcription_result
+from theo.manifest import EngineConfig
+from theo.transcription import TranscriptionJob, TranscriptionResult
+
+MAX_PASSES = 16  # a pass always advances; this only bounds pathological outputs
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own list
+
+
+@dataclass
+class _Window:
+    """One job while it is being decoded, possibly over several passes.
+
+    A pass decodes up to 30 s from ``seek``. When Whisper closes its last segment before
+    the end of the audio it saw, the next pass resumes at that segment's end, conditioned
+    on the text so far (as ``WhisperModel.transcribe`` does within a window).
+    """
+
+    job: TranscriptionJob
+    features: np.ndarray  # log-mel frames of the whole job, unpadded
+    user_prompt: list[int]
+    seek: int = 0  # mel frames already decoded
+    language: str | None = None
+    tokenizer: Tokenizer | None = None
+    history: list[int] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    # the current pass
+    segment_size: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def content_frames(self) -> int:
+        return int(self.features.shape[-1]) - 1
+
+    @property
+    def prompt_tokens(self) -> list[int]:
+        return (self.user_prompt + self.history)[-PROMPT_TOKENS_MAX:]
+
+
+class GroupDecoder:
+    """Decodes a group of windows on the model instance it is given.
+
+    Each pass splits the group's pending windows into *stacks*: the windows decoded
+    together by one CTranslate2 ``generate`` call. ``model`` (the workers' instance) also
+    extracts features, builds tokenizers and prompts and splits segments, none of which
+    depends on the instance that decodes.
+    """
+
+    def __init__(self, model: WhisperModel, config: EngineConfig) -> None:
+        self.model = model
+        self.config = config
+        self.multilingual = fw.is_multilingual(model)
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
+
+    def decode(
+        self, jobs: list[TranscriptionJob], instance: WhisperModel
+    ) -> list[TranscriptionResult]:
+        """Decode a group's jobs, each at most 30 s, on ``instance``."""
+        windows = [self._prepare(job) for job in jobs]
+        for _ in range(MAX_PASSES):
+            pending = [w for w in windows if w.seek < w.content_frames]
+            if not pending:
+                break
+            # CTranslate2 needs <|startoftranscript|> at the same position in every
+            # prompt, and one sampling temperature per call: stack on both.
+            stacks: dict[tuple[int, float], list[_Window]] = defaultdict(list)
+            for window in pending:
+                window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
+                stacks[(len(window.prompt_tokens), window.job.temperature)].append(window)
+            for stack in stacks.values():
+                self._decode_stack(stack, instance)
+        return [
+            transcription_result(
+                window.job, window.language or window.job.language or "en", window.segments
+            )
+            for window in windows
+        ]
+
+    def encode(self, features: np.ndarray, instance: WhisperModel) -> Any:
+        """The encoder output of stacked windows, in calls of ``encode_batch_size`` on CPU.
+
+        On one CPU thread, encoding windows one by one and stacking their outputs for one
+        ``generate`` call gave ~8% more throughput than a stacked encode (docs/performance.md).
+        """
+        step = self.config.encode_batch_size
+        if not 0 < step < len(features) or fw.device(instance) != "cpu":
+            return fw.encode(instance, features)
+        parts = [
+            np.asarray(fw.encode(instance, features[i : i + step]))
+            for i in range(0, len(features), step)
+        ]
+        return ctranslate2.StorageView.from_array(np.concatenate(parts))
+
+    def _prepare(self, job: TranscriptionJob) -> _Window:
+        samples = job.samples()
+        features = fw.log_mel(self.model, samples)
+        tokenizer = self._tokenizer(job.task, job.language or "en")
+        prompt = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
+        window = _Window(job=job, features=features, user_prompt=prompt[-PROMPT_TOKENS_MAX:])
+        if is_digital_silence(samples):
+            window.seek = window.content_frames  # nothing to decode
+        return window
+
+    def _tokenizer(self, task: str, language: str) -> Tokenizer:
+        if not self.multilingual:
+            task, language = "transcribe", "en"
+        key = (task, language)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = fw.make_tokenizer(
+                self.model, self.multilingual, task=task, language=language
+            )
+        return self._tokenizers[key]
+
+    def _decode_stack(self, stack: list[_Window], instance: WhisperModel) -> None:
+        """One pass over a stack: encode, decode (hotter again where it failed), advance."""
+        features = np.stack(
+            [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size]) for w in stack]
+        )
+        encoder_output = self.encode(features, instance)
+        self._assign_languages(stack, encoder_output, instance)
+        for window in stack:
+            window.attempts.clear()
+        self._generate(stack, encoder_output, stack[0].job.temperature, instance)
+        schedule = temperature_schedule(stack[0].job.temperature, self.config.fallback_temperatures)
+        for temperature in schedule[1:]:
+            failed = [i for i, w in enumerate(stack) if w.attempts[-1].failed]
+            if not failed:
+                break
+            subset = self._select(encoder_output, features, failed, instance)
+            self._generate([stack[i] for i in failed], subset, temperature, instance)
+        new_segments = [self._advance(window, best_attempt(window.attempts)) for window in stack]
+        wanted = [i for i, w in enumerate(stack) if w.job.word_timestamps and new_segments[i]]
+        if wanted:
+            self._align_words(stack, new_segments, encoder_output, features, wanted, instance)
+        for window, segments in zip(stack, new_segments, strict=True):
+            window.segments.extend(segments)
+
+    def _assign_languages(
+        self, stack: list[_Window], encoder_output: Any, instance: WhisperModel
+    ) -> None:
+        undetected = [i for i, w in enumerate(stack) if w.language is None]
+        if not undetected:
+            return
+        needs_detection = self.multilingual and any(
+            stack[i].job.language is None for i in undetected
+        )
+        detected = (
+            fw.ctranslate2_model(instance).detect_language(encoder_output)
+            if needs_detection
+            else None
+        )
+        for i in undetected:
+            window = stack[i]
+            language = window.job.language
+            if language is None:
+                # CTranslate2 names a language by its token, "<|en|>"
+                language = detected[i][0][0][2:-2] if detected is not None else "en"
+            window.language = language
+            window.tokenizer = self._tokenizer(window.job.task, language)
+
+    def _generate(
+        self,
+        windows: list[_Window],
+        encoder_output: Any,
+        temperature: float,
+        instance: WhisperModel,
+    ) -> None:
+        """Decode windows of one stack (all of them, or those to retry) at one temperature."""
+        tokenizer = windows[0].tokenizer
+        assert tokenizer is not None
+        prompts = [fw.prompt(self.model, w.tokenizer, w.prompt_tokens) for w in windows]
+        sampling: dict[str, Any] = (
+            {"beam_size": self.config.beam_size}
+            if temperature == 0
+            else {"beam_size": 1, "num_hypotheses": BEST_OF, "sampling_topk": 0}
+        )
+        results = fw.ctranslate2_model(instance).generate(
+            encoder_output,
+            prompts,
+            max_length=fw.max_length(self.model),
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=fw.suppressed_tokens(tokenizer),
+            max_initial_timestamp_index=round(
+                MAX_INITIAL_TIMESTAMP / fw.time_precision(self.model)
+            ),
+            sampling_temperature=temperature,
+            **sampling,
+        )
+        for window, result in zip(windows, results, strict=True):
+            assert window.tokenizer is not None
+            tokens = result.sequences_ids[0]
+            score = result.scores[0] * len(tokens)  # length_penalty 1
+            text = window.tokenizer.decode([t for t in tokens if t < window.tokenizer.eot])
+            window.attempts.append(
+                Attempt(
+                    tokens=tokens,
+                    avg_logprob=score / (len(tokens) + 1),
+                    no_speech_prob=result.no_speech_prob,
+                    temperature=temperature,
+                    compression_ratio=fw.compression_ratio(text),
+                )
+            )
+
+    def _select(
+        self, encoder_output: Any, features: np.ndarray, rows: list[int], instance: WhisperModel
+    ) -> Any:
+        """The encoder output of some rows: sliced on CPU, re-encoded elsewhere."""
+        if fw.device(instance) == "cpu":
+            array = np.asarray(encoder_output)[rows]
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
+        return fw.encode(instance, features[rows])
+
+    def _advance(self, window: _Window, attempt: Attempt) -> list[dict[str, Any]]:
+        """Split a pass's chosen decode into segments; move ``seek`` past what they cover."""
+        if attempt.is_silence:
+            window.seek += window.segment_size
+            return []
+        tokenizer = window.tokenizer
+        assert tokenizer is not None
+        time_offset = window.job.offset + window.seek * fw.time_per_frame(self.model)
+        subsegments, consumed = fw.split_segments(
+            self.model, tokenizer, attempt.tokens, time_offset, window.segment_size
+        )
+        window.seek += consumed if consumed > 0 else window.segment_size
+        seek = round(time_offset * fw.frames_per_second(self.model))
+        segments = []
+        for sub in subsegments:
+            text = tokenizer.decode([t for t in sub["tokens"] if t < tokenizer.eot])
+            if text.strip():
+                segments.append(
+                    {
+                        **sub,
+                        "seek": seek,
+                        "text": text,
+                        "temperature": attempt.temperature,
+                        "avg_logprob": attempt.avg_logprob,
+                        "no_speech_prob": attempt.no_speech_prob,
+                    }
+                )
+        if attempt.resets_prompt:
+            window.history.clear()
+        else:
+            window.history.extend(t for s in segments for t in s["tokens"])
+        return segments
+
+    def _align_words(
+        self,
+        stack: list[_Window],
+        new_segments: list[list[dict[str, Any]]],
+        encoder_output: Any,
+        features: np.ndarray,
+        rows: list[int],
+        instance: WhisperModel,
+    ) -> None:
+        # The aligner takes one start sequence per call: align per (task, language).
+        by_tokenizer: dict[int, list[int]] = defaultdict(list)
+        for i in rows:
+            by_tokenizer[id(stack[i].tokenizer)].append(i)
+        for indices in by_tokenizer.values():
+            output = (
+                encoder_output if indices == list(range(len(stack)))
+                else self._select(encoder_output, features, indices, instance)
+            )  # fmt: skip
+            fw.add_word_timestamps(
+                instance,
+                [new_segments[i] for i in indices],
+                stack[indices[0]].tokenizer,
+                output,
+                [stack[i].segment_size for i in indices],
+                PREPEND_PUNCTUATIONS,
+                APPEND_PUNCTUATIONS,
+            )
