@@ -100,10 +100,11 @@ class GroupDecoder:
         ]
 
     def encode(self, features: np.ndarray, instance: WhisperModel) -> Any:
-        """The encoder output of stacked windows, in calls of ``encode_batch_size`` on CPU.
+        """The encoder output of a stack's windows, ``encode_batch_size`` per call on CPU.
 
-        On one CPU thread, encoding windows one by one and stacking their outputs for one
-        ``generate`` call gave ~8% more throughput than a stacked encode (docs/performance.md).
+        On one CPU thread, encoding windows one by one and concatenating their outputs for
+        one ``generate`` call gave ~8% more throughput than one encode of the whole stack
+        (docs/performance.md).
         """
         step = self.config.encode_batch_size
         if not 0 < step < len(features) or fw.device(instance) != "cpu":
