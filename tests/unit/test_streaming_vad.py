@@ -1,0 +1,121 @@
+"""theo/streaming_vad.py and theo/window_cutter.py: VAD and windows as audio arrives.
+
+Real Silero VAD (it ships with faster-whisper) on real recordings stitched past 320 s, so
+several of the VAD's 10,000-frame batches are crossed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+
+from tests.conftest import FIXTURES
+from theo.audio import decode_audio, iter_pcm16
+from theo.streaming_vad import BATCH_FRAMES, FRAME, Speech, iter_speech
+from theo.transcription import SAMPLE_RATE
+from theo.window_cutter import DEFAULT_VAD, WINDOW_SECONDS, cut_windows
+
+
+def stitched(minutes: float) -> np.ndarray:
+    """Fixture recordings with pauses (digital silence and faint noise) until ``minutes``."""
+    clips = [
+        decode_audio((FIXTURES / name).read_bytes())
+        for name in ("jfk.flac", "LJ001-0002.wav", "1089-134686-0000.flac", "fleurs-fr-000.ogg")
+    ]
+    rng = np.random.default_rng(7)
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < minutes * 60 * SAMPLE_RATE:
+        clip = clips[len(parts) % len(clips)]
+        pause = np.zeros(int(rng.uniform(0.1, 3.0) * SAMPLE_RATE), dtype=np.float32)
+        if len(parts) % 3 == 0:
+            pause += rng.standard_normal(len(pause)).astype(np.float32) * 0.003
+        parts += [clip, pause]
+        total += len(clip) + len(pause)
+    return np.concatenate(parts)
+
+
+@pytest.fixture(scope="module")
+def long_audio() -> np.ndarray:
+    audio = stitched(11)  # > 2 VAD batches (320 s each)
+    assert len(audio) > 2 * BATCH_FRAMES * FRAME
+    return audio
+
+
+def pieces_of(audio: np.ndarray, size: int) -> list[np.ndarray]:
+    return [audio[i : i + size] for i in range(0, len(audio), size)]
+
+
+@pytest.mark.parametrize("piece", [1, 16_000 * 5 + 77, BATCH_FRAMES * FRAME])
+def test_speech_found_piece_by_piece_is_what_one_pass_finds(
+    long_audio: np.ndarray, piece: int
+) -> None:
+    options = DEFAULT_VAD
+    expected = [Speech(s["start"], s["end"]) for s in get_speech_timestamps(long_audio, options)]
+    size = piece if piece > 1 else len(long_audio)  # 1: the whole audio as one piece
+    found = list(iter_speech(iter(pieces_of(long_audio, size)), options, get_vad_model()))
+    assert len(expected) > 50
+    assert found == expected
+
+
+def test_the_default_options_match_too(long_audio: np.ndarray) -> None:
+    # faster-whisper's own defaults: long min silence, no max speech length.
+    audio = long_audio[: 400 * SAMPLE_RATE]
+    options = VadOptions()
+    expected = [Speech(s["start"], s["end"]) for s in get_speech_timestamps(audio, options)]
+    pieces = iter(pieces_of(audio, 12_345))
+    assert list(iter_speech(pieces, options, get_vad_model())) == expected
+
+
+def test_windows_do_not_depend_on_how_the_audio_arrives(long_audio: np.ndarray) -> None:
+    whole = list(cut_windows([long_audio]))
+    pieced = list(cut_windows(pieces_of(long_audio, 16_000 * 3 + 5)))
+    assert [w.offset for w in whole] == [w.offset for w in pieced]
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(whole, pieced, strict=True))
+    assert all(len(w.samples) <= WINDOW_SECONDS * SAMPLE_RATE for w in whole)
+    offsets = [w.offset for w in whole]
+    assert offsets == sorted(offsets)
+
+
+def test_int16_pieces_give_the_float_windows_as_int16(long_audio: np.ndarray) -> None:
+    as_int16 = np.round(long_audio[: 200 * SAMPLE_RATE] * 32768).clip(-32768, 32767)
+    pcm = as_int16.astype(np.int16)
+    floats = list(cut_windows([pcm.astype(np.float32) / 32768]))
+    ints = list(cut_windows(pieces_of(pcm, 80_000)))
+    assert [w.offset for w in floats] == [w.offset for w in ints]
+    for f, i in zip(floats, ints, strict=True):
+        assert i.samples.dtype == np.int16
+        assert np.array_equal(f.samples, i.samples.astype(np.float32) / 32768)
+
+
+def max_held_bytes(piece_seconds: float) -> float:
+    """What the cutter may hold: a VAD batch (320 s), a window over it, padding, a piece."""
+    seconds = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + piece_seconds
+    return seconds * SAMPLE_RATE * 2  # int16
+
+
+def test_only_a_bounded_stretch_of_audio_is_held(long_audio: np.ndarray) -> None:
+    pcm = (long_audio * 32767).astype(np.int16)
+    held: list[int] = []
+    windows = list(cut_windows(pieces_of(pcm, SAMPLE_RATE), on_held=held.append))
+    assert len(windows) > 10
+    assert pcm.nbytes > 1.5 * max_held_bytes(1)  # the bound is not vacuous
+    assert max(held) <= max_held_bytes(1), max(held) / 2 / SAMPLE_RATE
+
+
+def test_hours_of_digital_silence_cost_no_windows_and_little_memory() -> None:
+    minute = np.zeros(60 * SAMPLE_RATE, dtype=np.int16)
+    held: list[int] = []
+    pieces = (minute for _ in range(120))  # two hours, never in memory at once
+    assert list(cut_windows(pieces, on_held=held.append)) == []
+    assert max(held) <= max_held_bytes(60)
+
+
+def test_decoded_pieces_are_bounded_and_add_up() -> None:
+    data = (FIXTURES / "jfk.flac").read_bytes()
+    pieces = list(iter_pcm16(data))
+    assert all(p.dtype == np.int16 for p in pieces)
+    whole = np.concatenate(pieces).astype(np.float32) / 32768
+    assert np.array_equal(whole, decode_audio(data))
+    assert max(len(p) for p in pieces) <= 6 * SAMPLE_RATE

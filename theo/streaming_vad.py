@@ -1,0 +1,231 @@
+"""Silero VAD over audio that arrives piece by piece, with the result of one pass over the whole.
+
+``faster_whisper.vad.get_speech_timestamps`` takes the whole recording as one float32 array:
+three hours of audio are 700 MB before it starts, and it answers only at the end. Here the
+same model runs on the same 10,000-frame batches with the same carried state, and the same
+decisions are taken frame by frame, so the speech found is identical (a unit test compares
+the two on real audio), but each speech span is known as soon as the audio after it is, and
+only the audio not yet handed on is kept. Batches of pure digital silence are not run
+through the model at all: they are silence by definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from faster_whisper.vad import VadOptions
+
+from theo.transcription import SAMPLE_RATE
+
+FRAME = 512  # samples per Silero decision (32 ms)
+CONTEXT = 64  # samples of the previous frame each frame sees
+# faster-whisper's SileroVADModel runs its encoder on batches of this many frames and carries
+# the LSTM state between batches only: the same batches give the same probabilities.
+BATCH_FRAMES = 10_000
+
+
+@dataclass(frozen=True)
+class Speech:
+    """A stretch of speech, in samples from the start of the audio (end excluded)."""
+
+    start: int
+    end: int
+
+
+class SpeechProbabilities:
+    """Silero speech probabilities per 512-sample frame, batch by batch as audio arrives."""
+
+    def __init__(self, model: Any):
+        self._session = model.session  # faster_whisper.vad.SileroVADModel's ONNX session
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(CONTEXT, dtype=np.float32)  # the last frame's tail
+
+    def batch(self, samples: np.ndarray) -> np.ndarray:
+        """The probabilities of one batch of whole frames (at most BATCH_FRAMES of them)."""
+        frames = samples.reshape(-1, FRAME)
+        if len(frames) == BATCH_FRAMES and not np.any(frames):
+            # 320 s of digital silence: no speech, and nothing for the model to see. (The
+            # one place this differs from faster-whisper: its state is not advanced.)
+            self._context = frames[-1, -CONTEXT:].copy()
+            return np.zeros(len(frames), dtype=np.float32)
+        contexts = np.empty((len(frames), CONTEXT), dtype=np.float32)
+        contexts[0] = self._context
+        contexts[1:] = frames[:-1, -CONTEXT:]
+        batch = np.concatenate([contexts, frames], axis=1)
+        output, self._h, self._c = self._session.run(
+            None, {"input": batch, "h": self._h, "c": self._c}
+        )
+        self._context = frames[-1, -CONTEXT:].copy()
+        return np.asarray(output, dtype=np.float32).reshape(-1)
+
+
+class SpeechTracker:
+    """faster-whisper's speech/silence state machine, fed one probability at a time.
+
+    Mirrors the loop of ``faster_whisper.vad.get_speech_timestamps`` (1.2.1) and its
+    padding pass; a speech span comes out once the next one has started (its padding
+    depends on the gap to the next), or at :meth:`finish`.
+    """
+
+    def __init__(self, options: VadOptions):
+        self.threshold = options.threshold
+        self.neg_threshold = (
+            options.neg_threshold
+            if options.neg_threshold is not None
+            else max(options.threshold - 0.15, 0.01)
+        )
+        self.min_speech = SAMPLE_RATE * options.min_speech_duration_ms / 1000
+        self.pad = SAMPLE_RATE * options.speech_pad_ms / 1000
+        self.max_speech = SAMPLE_RATE * options.max_speech_duration_s - FRAME - 2 * self.pad
+        self.min_silence = SAMPLE_RATE * options.min_silence_duration_ms / 1000
+        self.min_silence_at_max_speech = SAMPLE_RATE * 98 / 1000
+        self.frame = 0  # index of the next probability
+        self.triggered = False
+        self.current_start: int | None = None
+        self.temp_end = 0
+        self.prev_end = 0
+        self.next_start = 0
+        self._found: list[list[int]] = []  # raw speeches not yet padded and handed out
+        self._handed = 0  # speeches handed out so far
+
+    @property
+    def earliest_open_sample(self) -> int:
+        """No speech handed out later starts before this sample (audio before it can go)."""
+        starts = [s for s, _ in self._found]
+        if self.current_start is not None:
+            starts.append(self.current_start)
+        start = min(starts) if starts else self.frame * FRAME
+        return max(0, int(start - self.pad))
+
+    def feed(self, probabilities: np.ndarray) -> list[Speech]:
+        for prob in probabilities.tolist():
+            self._step(prob)
+            self.frame += 1
+        return self._ready(final=False, length=0)
+
+    def finish(self, length: int) -> list[Speech]:
+        """The remaining speech once the audio (``length`` samples) has ended."""
+        if self.current_start is not None and length - self.current_start > self.min_speech:
+            self._found.append([self.current_start, length])
+        self.current_start = None
+        return self._ready(final=True, length=length)
+
+    def _step(self, prob: float) -> None:
+        position = FRAME * self.frame
+        if prob >= self.threshold and self.temp_end:
+            self.temp_end = 0
+            if self.next_start < self.prev_end:
+                self.next_start = position
+        if prob >= self.threshold and not self.triggered:
+            self.triggered = True
+            self.current_start = position
+            return
+        if (
+            self.triggered
+            and self.current_start is not None
+            and position - self.current_start > self.max_speech
+        ):
+            if self.prev_end:
+                self._found.append([self.current_start, self.prev_end])
+                self.current_start = None
+                if self.next_start < self.prev_end:
+                    self.triggered = False
+                else:
+                    self.current_start = self.next_start
+                self.prev_end = self.next_start = self.temp_end = 0
+            else:
+                self._found.append([self.current_start, position])
+                self.current_start = None
+                self.prev_end = self.next_start = self.temp_end = 0
+                self.triggered = False
+                return
+        if prob < self.neg_threshold and self.triggered:
+            if not self.temp_end:
+                self.temp_end = position
+            if position - self.temp_end > self.min_silence_at_max_speech:
+                self.prev_end = self.temp_end
+            if position - self.temp_end < self.min_silence:
+                return
+            assert self.current_start is not None
+            if self.temp_end - self.current_start > self.min_speech:
+                self._found.append([self.current_start, self.temp_end])
+            self.current_start = None
+            self.prev_end = self.next_start = self.temp_end = 0
+            self.triggered = False
+
+    def _ready(self, *, final: bool, length: int) -> list[Speech]:
+        """Pad the speeches whose neighbours are known, as faster-whisper's last pass does."""
+        found = self._found
+        # The last one waits for the next (or the end): its end pad depends on the gap.
+        ready_until = len(found) if final else len(found) - 1
+        out: list[Speech] = []
+        for i in range(ready_until):
+            speech = found[i]
+            if self._handed == 0 and not out:
+                speech[0] = int(max(0, speech[0] - self.pad))
+            if i != len(found) - 1:
+                following = found[i + 1]
+                silence = following[0] - speech[1]
+                if silence < 2 * self.pad:
+                    speech[1] += int(silence // 2)
+                    following[0] = int(max(0, following[0] - silence // 2))
+                else:
+                    speech[1] = int(min(length or float("inf"), speech[1] + self.pad))
+                    following[0] = int(max(0, following[0] - self.pad))
+            else:
+                speech[1] = int(min(length, speech[1] + self.pad))
+            out.append(Speech(speech[0], speech[1]))
+        self._handed += len(out)
+        del found[:ready_until]
+        return out
+
+
+class StreamingVad:
+    """Feed audio (float32, 16 kHz) in any pieces; get speech spans as soon as they are known."""
+
+    def __init__(self, options: VadOptions, model: Any):
+        self._probabilities = SpeechProbabilities(model)
+        self._tracker = SpeechTracker(options)
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+        self.length = 0  # samples fed so far
+
+    @property
+    def earliest_open_sample(self) -> int:
+        """Audio before this sample belongs to no speech still to come."""
+        return self._tracker.earliest_open_sample
+
+    def feed(self, samples: np.ndarray) -> list[Speech]:
+        self._pending.append(samples)
+        self._pending_samples += len(samples)
+        self.length += len(samples)
+        found: list[Speech] = []
+        batch_samples = BATCH_FRAMES * FRAME
+        if self._pending_samples >= batch_samples:
+            pending = np.concatenate(self._pending)
+            whole = len(pending) // batch_samples * batch_samples
+            for start in range(0, whole, batch_samples):
+                probs = self._probabilities.batch(pending[start : start + batch_samples])
+                found += self._tracker.feed(probs)
+            rest = pending[whole:]
+            self._pending, self._pending_samples = [rest], len(rest)
+        return found
+
+    def finish(self) -> list[Speech]:
+        rest = np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32)
+        # As faster-whisper pads: up to the next whole frame, a whole frame if already whole.
+        rest = np.pad(rest, (0, FRAME - len(rest) % FRAME))
+        found = self._tracker.feed(self._probabilities.batch(rest)) if len(rest) else []
+        return found + self._tracker.finish(self.length)
+
+
+def iter_speech(pieces: Iterator[np.ndarray], options: VadOptions, model: Any) -> Iterator[Speech]:
+    """Every speech span of the audio that ``pieces`` make up, in order."""
+    vad = StreamingVad(options, model)
+    for piece in pieces:
+        yield from vad.feed(piece)
+    yield from vad.finish()
