@@ -156,8 +156,11 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
         return decode(jobs, model)
 
     monkeypatch.setattr(tiny.decoder, "decode", recording)
-    # a fresh chooser: no load for a long time
-    monkeypatch.setattr(tiny, "instances", InstanceChooser(tiny.model, solo))
+    # A fresh chooser (no load for a long time) on a stopped clock: how long the decodes
+    # take on a busy machine must not decide "right after the load" below; the idle window
+    # itself is tested with a fake clock in tests/unit/test_engine_instances.py.
+    chooser = InstanceChooser(tiny.model, solo, clock=lambda: 1000.0)
+    monkeypatch.setattr(tiny, "instances", chooser)
     jfk = TranscriptionJob.from_samples(samples("jfk.flac"))
     alone = tiny.transcribe(jfk)
     assert used == [solo]
