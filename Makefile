@@ -57,7 +57,7 @@ bench-burst: models
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 
-# --- Deploy (README "Deploy") ------------------------------------------------------------
+# --- Deploy (docs/deploy.md) --------------------------------------------------------------
 # Bentos go to the BentoML store ($BENTOML_HOME, default ~/bentoml); images need Docker.
 IMPORT_ARGS ?=
 

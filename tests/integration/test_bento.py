@@ -1,4 +1,4 @@
-"""The bento users deploy, built and served the way README "Deploy" says, in a temporary store.
+"""The bento users deploy, built and served the way docs/deploy.md says, in a temporary store.
 
 - Both bentos are built offline (network calls go to a dead proxy) with no model installed
   at build time, as from a fresh clone: `theo` (slim, `make bento`) and `theo-bundled`

@@ -2,7 +2,7 @@
 
 Short real clips (1.8-2.1 s, four containers), both models and every response format.
 ``THEO_LOAD_REQUESTS_PER_CLIENT`` sets the series' length (``make load-test``: 500, i.e.
-8000 requests); the figures are printed (``-s``) and README.md "Reliability" keeps them.
+8000 requests); the figures are printed (``-s``) and docs/reliability.md ("Load") keeps them.
 """
 
 from __future__ import annotations
