@@ -6,6 +6,7 @@ long file are batched with other requests' windows and never hold short requests
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,31 @@ MAX_PAUSE_IN_WINDOW_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
+class ChunkingStrategy:
+    """How Silero VAD finds the pauses a request's audio is cut at (OpenAI's ``server_vad``).
+
+    The defaults are the settings long audio is cut with when a request names none.
+    """
+
+    threshold: float = 0.5
+    # Silero pads each speech span on both sides (its ``speech_pad_ms``).
+    prefix_padding_ms: int = 400
+    # A pause at least this long ends a speech span.
+    silence_duration_ms: int = 160
+
+    def vad_options(self) -> VadOptions:
+        return VadOptions(
+            threshold=self.threshold,
+            speech_pad_ms=self.prefix_padding_ms,
+            min_silence_duration_ms=self.silence_duration_ms,
+            max_speech_duration_s=WINDOW_SECONDS,
+        )
+
+
+DEFAULT_CHUNKING = ChunkingStrategy()
+
+
+@dataclass(frozen=True)
 class AudioWindow:
     """At most 30 s of audio that starts ``offset`` seconds into the file."""
 
@@ -25,17 +51,19 @@ class AudioWindow:
     samples: np.ndarray
 
 
-def split_into_windows(samples: np.ndarray, *, vad: bool = False) -> list[AudioWindow]:
+def split_into_windows(
+    samples: np.ndarray, *, vad: bool = False, chunking: ChunkingStrategy | None = None
+) -> list[AudioWindow]:
     """One window for audio up to 30 s; longer audio is cut at pauses found by Silero VAD.
 
     Windows keep the silence inside them so timestamps stay real; stretches with no
-    speech at all are skipped. ``vad=True`` applies VAD to short audio too.
+    speech at all are skipped. ``vad=True``, or a ``chunking`` strategy (whose VAD
+    settings are then used), applies VAD to short audio too.
     """
     window = int(WINDOW_SECONDS * SAMPLE_RATE)
-    if len(samples) <= window and not vad:
+    if len(samples) <= window and not vad and chunking is None:
         return [AudioWindow(0.0, samples)]
-    options = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
-    speech = get_speech_timestamps(samples, options)
+    speech = get_speech_timestamps(samples, (chunking or DEFAULT_CHUNKING).vad_options())
     # Whisper tends to stop at a long pause and drop what follows it in the same window,
     # so a window only spans speech separated by short pauses.
     max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
@@ -47,6 +75,15 @@ def split_into_windows(samples: np.ndarray, *, vad: bool = False) -> list[AudioW
         else:
             spans.append([start, min(end, start + window)])
     return [AudioWindow(start / SAMPLE_RATE, samples[start:end]) for start, end in spans]
+
+
+def join_window_texts(texts: Iterable[str]) -> str:
+    """The windows' texts, stripped, one space between them (empty ones left out).
+
+    A stream sends the same text as deltas: each window's stripped text, after a space
+    unless it is the first with any text.
+    """
+    return " ".join(text for text in (t.strip() for t in texts) if text)
 
 
 def merge_window_results(
@@ -64,7 +101,7 @@ def merge_window_results(
     if language is None:
         language = results[0].language if results else ""
     return TranscriptionResult(
-        text=" ".join(r.text for r in results if r.text).strip(),
+        text=join_window_texts(r.text for r in results),
         language=language,
         duration=duration,
         segments=segments,

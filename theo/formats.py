@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from theo.languages import language_name
@@ -9,14 +10,30 @@ from theo.transcription import Segment, Task, TranscriptionResult
 
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json", "verbose_json", "text", "srt", "vtt")
+# The formats a stream can carry: its events hold text only, no timestamps.
+STREAMABLE_FORMATS: tuple[ResponseFormat, ...] = ("json", "text")
 
 
-def format_json(result: TranscriptionResult) -> dict[str, Any]:
-    return {"text": result.text}
+def duration_usage(seconds: float) -> dict[str, Any]:
+    """OpenAI's ``usage`` for whisper-1: the audio's duration in whole seconds, rounded up."""
+    return {"type": "duration", "seconds": math.ceil(seconds)}
+
+
+def format_json(result: TranscriptionResult, *, usage: bool = False) -> dict[str, Any]:
+    """``{"text"}``, and ``usage`` when asked for (OpenAI sends it on transcriptions)."""
+    body: dict[str, Any] = {"text": result.text}
+    if usage:
+        body["usage"] = duration_usage(result.duration)
+    return body
 
 
 def format_verbose_json(
-    result: TranscriptionResult, *, task: Task, include_segments: bool, include_words: bool
+    result: TranscriptionResult,
+    *,
+    task: Task,
+    include_segments: bool,
+    include_words: bool,
+    usage: bool = False,
 ) -> dict[str, Any]:
     """OpenAI's verbose_json; ``words`` is present only when word timestamps were asked for."""
     body: dict[str, Any] = {
@@ -31,6 +48,8 @@ def format_verbose_json(
         body["words"] = [
             {"word": w.word, "start": w.start, "end": w.end} for w in result.words or []
         ]
+    if usage:
+        body["usage"] = duration_usage(result.duration)
     return body
 
 

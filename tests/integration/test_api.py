@@ -35,7 +35,8 @@ def test_curl_style_json_request_gives_the_jfk_transcript(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert list(body) == ["text"]
+    assert list(body) == ["text", "usage"]
+    assert body["usage"] == {"type": "duration", "seconds": 11}  # 176,000 samples: 11.0 s
     assert word_errors(fixture_manifest["jfk.flac"]["text"], body["text"]) == 0
 
 

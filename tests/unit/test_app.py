@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ TRANSLATIONS = "/v1/audio/translations"
 JFK = (FIXTURES / "jfk.flac").read_bytes()  # 11 s
 FRENCH = (FIXTURES / "fleurs-fr-000.ogg").read_bytes()  # 10.2 s, 17 KB
 TEXT = "Hello there. General Kenobi."
+# OpenAI's usage for whisper-1: the audio's seconds, rounded up (FRENCH is 10.2 s).
+FRENCH_USAGE = {"type": "duration", "seconds": 11}
 
 EXPECTED_SRT = (
     "1\n00:00:00,000 --> 00:00:02,500\nHello there.\n\n"
@@ -94,7 +97,7 @@ def test_json(client: TestClient, backend: FakeBackend) -> None:
     response = post(client)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"text": TEXT}
+    assert response.json() == {"text": TEXT, "usage": FRENCH_USAGE}
     # The app decoded the upload to 16 kHz float32 before handing it over.
     [(model, job)] = backend.calls
     assert model == MULTILINGUAL_MODEL
@@ -122,6 +125,7 @@ def test_verbose_json_defaults_to_segments(client: TestClient) -> None:
     assert body["task"] == "transcribe"
     assert body["language"] == "english"
     assert body["duration"] == pytest.approx(11.0, abs=0.05)  # from the decoded upload
+    assert body["usage"] == {"type": "duration", "seconds": math.ceil(body["duration"])}
     assert body["text"] == TEXT
     assert [s["id"] for s in body["segments"]] == [0, 1]
     assert "words" not in body
@@ -170,8 +174,116 @@ def test_language_and_prompt_reach_the_backend(client: TestClient, backend: Fake
 
 
 def test_unknown_fields_are_ignored(client: TestClient) -> None:
-    response = post(client, {"chunking_strategy": "auto", "user": "someone"})
+    response = post(client, {"user": "someone", "keywords[]": "Kenobi"})
     assert response.status_code == 200, response.text
+
+
+# --- chunking_strategy, include[], diarization ------------------------------------------------
+
+
+def test_without_chunking_strategy_short_audio_is_one_window(
+    client: TestClient, backend: FakeBackend
+) -> None:
+    assert post(client).status_code == 200
+    [(_, job)] = backend.calls
+    assert job.offset == 0.0 and job.duration == pytest.approx(10.2, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"chunking_strategy": "auto"},
+        {"chunking_strategy": '{"type": "server_vad", "threshold": 0.5}'},
+        # What openai-python and openai-node send for an object.
+        {"chunking_strategy[type]": "server_vad", "chunking_strategy[prefix_padding_ms]": "100"},
+    ],
+)
+def test_chunking_strategy_cuts_short_audio_at_its_speech(
+    client: TestClient, backend: FakeBackend, fields: dict[str, str]
+) -> None:
+    response = post(client, {"response_format": "verbose_json", **fields})
+    assert response.status_code == 200, response.text
+    [(_, job)] = backend.calls
+    # fleurs-fr starts with ~2 s without speech: VAD cut it off.
+    assert 1.0 < job.offset < 2.5
+    assert job.duration < 9.0
+    assert response.json()["segments"][0]["start"] == job.offset
+
+
+def test_chunking_strategy_parameters_are_used(client: TestClient, backend: FakeBackend) -> None:
+    padded = {
+        "chunking_strategy[type]": "server_vad",
+        "chunking_strategy[prefix_padding_ms]": "900",
+    }
+    tight = {"chunking_strategy[type]": "server_vad", "chunking_strategy[prefix_padding_ms]": "0"}
+    assert post(client, padded).status_code == 200
+    assert post(client, tight).status_code == 200
+    (_, wide), (_, narrow) = backend.calls
+    assert wide.offset < narrow.offset and wide.duration > narrow.duration + 1.0
+
+
+def test_sdk_chunking_strategy(sdk: OpenAI, backend: FakeBackend) -> None:
+    result = sdk.audio.transcriptions.create(
+        model="whisper-1",
+        file=("a.ogg", FRENCH),
+        chunking_strategy={"type": "server_vad", "threshold": 0.4, "silence_duration_ms": 300},
+    )
+    assert result.text == TEXT
+    assert backend.calls[0][1].offset > 1.0
+    auto = sdk.audio.transcriptions.create(
+        model="whisper-1", file=("a.ogg", FRENCH), chunking_strategy="auto"
+    )
+    assert auto.text == TEXT
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"chunking_strategy": "semantic"}, "chunking_strategy"),
+        (
+            {"chunking_strategy[type]": "server_vad", "chunking_strategy[threshold]": "2"},
+            "threshold",
+        ),
+        ({"chunking_strategy[threshold]": "0.5"}, "chunking_strategy[type]"),
+    ],
+)
+def test_bad_chunking_strategy(
+    client: TestClient, backend: FakeBackend, fields: dict[str, str], named: str
+) -> None:
+    error = assert_openai_error(post(client, fields), 400, "chunking_strategy")
+    assert named in error["message"]
+    assert backend.calls == []
+
+
+def test_sdk_include_logprobs_is_a_400(sdk: OpenAI, backend: FakeBackend) -> None:
+    with pytest.raises(BadRequestError) as excinfo:
+        sdk.audio.transcriptions.create(
+            model="whisper-1", file=("a.ogg", FRENCH), include=["logprobs"]
+        )
+    assert excinfo.value.param == "include"
+    assert "logprobs" in excinfo.value.message
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": "diarized_json"}, "response_format"),
+        ({"known_speaker_names": ["agent"]}, "known_speaker_names"),
+        (
+            {"known_speaker_references": ["data:audio/wav;base64,UklGRg=="]},
+            "known_speaker_references",
+        ),
+    ],
+)
+def test_sdk_diarization_is_a_400(
+    sdk: OpenAI, backend: FakeBackend, fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(BadRequestError) as excinfo:
+        sdk.audio.transcriptions.create(model="whisper-1", file=("a.ogg", FRENCH), **fields)
+    assert excinfo.value.param == param
+    assert "diarization is not supported" in excinfo.value.message
+    assert backend.calls == []
 
 
 def test_translation(settings: Settings, registry: ModelRegistry) -> None:
@@ -182,6 +294,7 @@ def test_translation(settings: Settings, registry: ModelRegistry) -> None:
     body = response.json()
     assert body["task"] == "translate"
     assert body["language"] == "english"
+    assert "usage" not in body  # OpenAI reports usage on transcriptions only
     [(model, job)] = backend.calls
     assert (model, job.task, job.language) == (MULTILINGUAL_MODEL, "translate", None)
 
@@ -287,8 +400,14 @@ def test_granularities_without_verbose_json(client: TestClient) -> None:
     assert_openai_error(response, 400, "timestamp_granularities")
 
 
-def test_stream_true(client: TestClient) -> None:
-    assert_openai_error(post(client, {"stream": "true"}), 400, "stream")
+@pytest.mark.parametrize("response_format", ["srt", "vtt", "verbose_json"])
+def test_stream_with_a_format_that_cannot_stream(
+    client: TestClient, backend: FakeBackend, response_format: str
+) -> None:
+    response = post(client, {"stream": "true", "response_format": response_format})
+    error = assert_openai_error(response, 400, "response_format")
+    assert response_format in error["message"] and "stream" in error["message"]
+    assert backend.calls == []
 
 
 def test_translate_with_english_only_model(client: TestClient, backend: FakeBackend) -> None:
@@ -409,7 +528,7 @@ def test_chunked_upload_under_the_cap(small_cap_client: TestClient) -> None:
         headers={"content-type": f"multipart/form-data; boundary={boundary}"},
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {"text": TEXT}
+    assert response.json() == {"text": TEXT, "usage": FRENCH_USAGE}
 
 
 # --- backend failures -------------------------------------------------------------------------
@@ -466,7 +585,7 @@ def test_result_error_is_500(settings: Settings, registry: ModelRegistry) -> Non
     error = assert_openai_error(response, 500, None)
     assert "0xdeadbeef" not in response.text
     assert error["type"] == "server_error"
-    assert after.json() == {"text": TEXT}
+    assert after.json() == {"text": TEXT, "usage": FRENCH_USAGE}
 
 
 # --- health and models ------------------------------------------------------------------------

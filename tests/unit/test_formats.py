@@ -99,6 +99,17 @@ def test_json() -> None:
     assert format_json(two_segment_result()) == {"text": "Hello there. General Kenobi."}
 
 
+@pytest.mark.parametrize(("duration", "seconds"), [(5.25, 6), (10.0, 10), (0.01, 1), (0.0, 0)])
+def test_usage_is_whole_seconds_rounded_up(duration: float, seconds: int) -> None:
+    result = two_segment_result(duration=duration)
+    usage = {"type": "duration", "seconds": seconds}
+    assert format_json(result, usage=True) == {"text": result.text, "usage": usage}
+    verbose = format_verbose_json(
+        result, task="transcribe", include_segments=False, include_words=False, usage=True
+    )
+    assert verbose["usage"] == usage
+
+
 def test_text_ends_with_newline() -> None:
     assert format_text(two_segment_result()) == "Hello there. General Kenobi.\n"
 

@@ -13,8 +13,14 @@ from tests.unit.conftest import (
     manifest_data,
     write_manifest,
 )
+from theo.chunking import DEFAULT_CHUNKING, ChunkingStrategy
 from theo.errors import InvalidRequestError, ModelNotFoundError, TheoError
-from theo.http.validation import TranscriptionRequest, build_request, resolve_model_name
+from theo.http.validation import (
+    TranscriptionRequest,
+    build_request,
+    parse_chunking_strategy,
+    resolve_model_name,
+)
 from theo.registry import ModelRegistry
 from theo.settings import Settings
 
@@ -65,11 +71,111 @@ def test_empty_language_and_prompt_mean_none(registry: ModelRegistry, settings: 
     assert request.prompt is None
 
 
-def test_stream_true_is_rejected(registry: ModelRegistry, settings: Settings) -> None:
-    error = rejected(registry, settings, stream=True)
+@pytest.mark.parametrize("response_format", ["json", "text"])
+def test_stream_with_text_formats(
+    registry: ModelRegistry, settings: Settings, response_format: str
+) -> None:
+    request = build(registry, settings, stream=True, response_format=response_format)
+    assert request.stream is True
+    assert build(registry, settings, stream=True, task="translate").stream is True
+
+
+@pytest.mark.parametrize("response_format", ["verbose_json", "srt", "vtt"])
+def test_stream_with_timestamped_formats_is_rejected(
+    registry: ModelRegistry, settings: Settings, response_format: str
+) -> None:
+    error = rejected(registry, settings, stream=True, response_format=response_format)
     assert isinstance(error, InvalidRequestError)
     assert error.status_code == 400
-    assert error.param == "stream"
+    assert error.param == "response_format"
+    assert f"'{response_format}' cannot be streamed" in error.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"response_format": "diarized_json"}, "response_format"),
+        ({"known_speaker_names": ["agent"]}, "known_speaker_names"),
+        ({"known_speaker_references": ["data:audio/wav;base64,AAAA"]}, "known_speaker_references"),
+    ],
+)
+def test_diarization_is_not_supported(
+    registry: ModelRegistry, settings: Settings, fields: dict[str, Any], param: str
+) -> None:
+    error = rejected(registry, settings, **fields)
+    assert error.status_code == 400
+    assert error.param == param
+    assert "diarization is not supported" in error.message
+    assert MULTILINGUAL_MODEL in error.message
+
+
+def test_include_logprobs_is_not_supported(registry: ModelRegistry, settings: Settings) -> None:
+    error = rejected(registry, settings, include=["logprobs"])
+    assert (error.status_code, error.param) == (400, "include")
+    assert "logprobs" in error.message
+    other = rejected(registry, settings, include=["words"])
+    assert (other.status_code, other.param) == (400, "include")
+    assert "'words'" in other.message
+
+
+def test_chunking_reaches_the_request(registry: ModelRegistry, settings: Settings) -> None:
+    chunking = ChunkingStrategy(threshold=0.7, prefix_padding_ms=100, silence_duration_ms=500)
+    assert build(registry, settings, chunking=chunking).chunking == chunking
+    assert build(registry, settings).chunking is None
+
+
+# --- chunking_strategy ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["auto", " auto ", '"auto"'])
+def test_chunking_auto(value: str) -> None:
+    assert parse_chunking_strategy(value) == DEFAULT_CHUNKING
+
+
+def test_chunking_absent() -> None:
+    assert parse_chunking_strategy(None) is None
+    assert parse_chunking_strategy(None, {}) is None
+
+
+def test_chunking_as_the_sdks_send_it() -> None:
+    # openai-python and openai-node: one form field per key, chunking_strategy[key].
+    fields = {
+        "type": "server_vad",
+        "threshold": "0.6",
+        "prefix_padding_ms": "100",
+        "silence_duration_ms": "700",
+    }
+    assert parse_chunking_strategy(None, fields) == ChunkingStrategy(0.6, 100, 700)
+
+
+def test_chunking_as_json_with_openai_defaults() -> None:
+    assert parse_chunking_strategy('{"type": "server_vad"}') == ChunkingStrategy(0.5, 300, 200)
+    assert parse_chunking_strategy('{"type":"server_vad","threshold":0.3}') == ChunkingStrategy(
+        0.3, 300, 200
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "fields", "named"),
+    [
+        ("manual", None, "chunking_strategy"),
+        ("[1, 2]", None, "chunking_strategy"),
+        ('{"threshold": 0.5}', None, "chunking_strategy[type]"),
+        ('{"type": "semantic_vad"}', None, "chunking_strategy[type]"),
+        ('{"type": "server_vad", "threshold": 1.5}', None, "chunking_strategy[threshold]"),
+        (None, {"type": "server_vad", "threshold": "high"}, "chunking_strategy[threshold]"),
+        (None, {"type": "server_vad", "silence_duration_ms": "-5"}, "silence_duration_ms"),
+        (None, {"type": "server_vad", "prefix_padding_ms": "0.5"}, "prefix_padding_ms"),
+        (None, {"type": "server_vad", "loudness": "1"}, "chunking_strategy[loudness]"),
+        ("auto", {"type": "server_vad"}, "chunking_strategy"),
+    ],
+)
+def test_chunking_invalid(value: str | None, fields: dict[str, str] | None, named: str) -> None:
+    with pytest.raises(InvalidRequestError) as excinfo:
+        parse_chunking_strategy(value, fields)
+    assert excinfo.value.status_code == 400
+    assert excinfo.value.param == "chunking_strategy"
+    assert named in excinfo.value.message
 
 
 def test_translate_on_english_only_model(registry: ModelRegistry, settings: Settings) -> None:

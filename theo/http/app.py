@@ -1,13 +1,15 @@
 """The FastAPI app: OpenAI's audio and model routes, health, and error mapping.
 
 Request path: form fields → :func:`build_request` (validation) → the model's admission
-queue → decode audio → cut windows → backend (the model's runner) → :func:`render_result`.
+queue → decode audio → cut windows → backend (the model's runner) → :func:`render_result`,
+or with ``stream=true`` an event per window (:mod:`theo.http.streaming`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
 import anyio
@@ -26,7 +28,6 @@ from theo.errors import (
     ModelNotFoundError,
     TheoError,
 )
-from theo.formats import ResponseFormat
 from theo.http.admission import ModelAdmission, QueueLimits
 from theo.http.auth import BearerAuthMiddleware
 from theo.http.backend import BackendProvider, TranscriptionBackend
@@ -37,7 +38,16 @@ from theo.http.middleware import (
     UploadLimitMiddleware,
 )
 from theo.http.responses import error_response, render_result
-from theo.http.validation import Granularity, TranscriptionRequest, build_request
+from theo.http.streaming import EventStreamResponse, transcript_events
+from theo.http.validation import (
+    Granularity,
+    RequestedFormat,
+    TranscriptionRequest,
+    build_request,
+    parse_chunking_strategy,
+)
+from theo.http.windows import results_in_order
+from theo.realtime import add_realtime_routes
 from theo.registry import ModelRegistry
 from theo.settings import Settings
 from theo.transcription import SAMPLE_RATE, Task, TranscriptionJob, TranscriptionResult
@@ -54,8 +64,8 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequestError:
     first = exc.errors()[0] if exc.errors() else {}
     loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     param = loc[0] if loc else None
-    if param == "timestamp_granularities[]":
-        param = "timestamp_granularities"
+    if param and param.endswith("[]"):  # timestamp_granularities[], include[], ...
+        param = param[:-2]
     if first.get("type") == "missing":
         return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
     detail = first.get("msg", "invalid value")
@@ -118,13 +128,27 @@ def create_app(
         model: str,
         language: str | None,
         prompt: str | None,
-        response_format: ResponseFormat,
+        response_format: RequestedFormat,
         temperature: float,
         granularities: list[Granularity],
         stream: bool,
+        chunking_strategy: str | None = None,
+        include: list[str] | None = None,
+        known_speaker_names: list[str] | None = None,
+        known_speaker_references: list[str] | None = None,
     ) -> Response:
         state = http_request.state
         state.task, state.response_format = task, response_format
+        chunking = None
+        if task == "transcribe":
+            # The SDKs send an object as chunking_strategy[type]=..., one field per key.
+            form = await http_request.form()
+            nested = {
+                key[len("chunking_strategy[") : -1]: value
+                for key, value in form.multi_items()
+                if key.startswith("chunking_strategy[") and key.endswith("]")
+            }
+            chunking = parse_chunking_strategy(chunking_strategy, nested)
         request = build_request(
             task=task,
             model=model,
@@ -136,6 +160,10 @@ def create_app(
             stream=stream,
             registry=registry,
             settings=settings,
+            chunking=chunking,
+            include=include or [],
+            known_speaker_names=known_speaker_names or [],
+            known_speaker_references=known_speaker_references or [],
         )
         state.model = request.model
         size = file.size or 0
@@ -150,26 +178,34 @@ def create_app(
                 in_progress=admission.active(request.model),
             )
 
-        # Wait for the model before any CPU is spent on the audio (503 past the queue).
-        report_load()
-        try:
-            async with admission.admit(
-                request.model, size=size, disconnected=http_request.is_disconnected
-            ) as admitted:
-                metrics.observe_wait(request.model, admitted.waited_seconds)
-                state.queue_ms = round(admitted.waited_seconds * 1000, 1)
-                report_load()
-                return await run_admitted(http_request, request, backend, file)
-        finally:
+        async with AsyncExitStack() as held:
+            held.callback(report_load)
             report_load()
+            # Wait for the model before any CPU is spent on the audio (503 past the queue).
+            admitted = await held.enter_async_context(
+                admission.admit(request.model, size=size, disconnected=http_request.is_disconnected)
+            )
+            metrics.observe_wait(request.model, admitted.waited_seconds)
+            state.queue_ms = round(admitted.waited_seconds * 1000, 1)
+            report_load()
+            response = await run_admitted(http_request, request, backend, file, held)
+            if isinstance(response, EventStreamResponse):
+                # The body runs after this returns: the stream holds the slot until it ends.
+                response.hold(held.pop_all())
+            return response
 
     async def run_admitted(
         http_request: Request,
         request: TranscriptionRequest,
         backend: TranscriptionBackend,
         file: UploadFile,
+        held: AsyncExitStack,
     ) -> Response:
-        """Decode, cut and transcribe a request that holds one of its model's slots."""
+        """Decode, cut and transcribe a request that holds one of its model's slots.
+
+        What the work holds goes on ``held``. A stream starts once the first window is
+        decoded, so an error up to then is an ordinary error response.
+        """
         state = http_request.state
         data = await file.read()
         samples = await anyio.to_thread.run_sync(
@@ -177,8 +213,9 @@ def create_app(
         )
         duration = len(samples) / SAMPLE_RATE
         state.audio_seconds = round(duration, 2)
+        vad = request.manifest.engine_config.vad_filter
         windows = await anyio.to_thread.run_sync(
-            lambda: split_into_windows(samples, vad=request.manifest.engine_config.vad_filter)
+            lambda: split_into_windows(samples, vad=vad, chunking=request.chunking)
         )
         jobs = [
             TranscriptionJob.from_samples(
@@ -192,25 +229,27 @@ def create_app(
             )
             for window in windows
         ]
-        # A long file's windows go to the runner a few at a time, so they interleave
-        # with other requests' windows instead of queueing ahead of all of them.
-        in_flight = asyncio.Semaphore(WINDOWS_IN_FLIGHT_PER_REQUEST)
+        results = results_in_order(
+            backend, request.model, jobs, in_flight=WINDOWS_IN_FLIGHT_PER_REQUEST
+        )
+        held.push_async_callback(results.aclose)
 
-        async def run(job: TranscriptionJob) -> TranscriptionResult:
-            async with in_flight:
-                return await backend.transcribe(request.model, job)
+        def finish(window_results: list[TranscriptionResult]) -> TranscriptionResult:
+            result = merge_window_results(window_results, duration)
+            if not result.language:
+                # No window had speech, so none was decoded: report the requested language
+                # (or English) rather than an empty one in verbose_json.
+                result.language = request.language or "en"
+            state.batch_size = result.batch_size
+            return result
 
-        results = await asyncio.gather(*(run(job) for job in jobs))
-        if failed := [r.error for r in results if r.error is not None]:
-            logger.error("runner failed: %s", failed[0])
-            raise InternalServerError()
-        result = merge_window_results(list(results), duration)
-        if not result.language:
-            # No window had speech, so none was decoded: report the requested language
-            # (or English) rather than an empty one in verbose_json.
-            result.language = request.language or "en"
-        state.batch_size = result.batch_size
-        return render_result(request, result)
+        if not request.stream:
+            return render_result(request, finish([result async for result in results]))
+        first = await anext(results, None)
+        events = transcript_events(
+            _after(first, results), finish, usage=request.task == "transcribe"
+        )
+        return EventStreamResponse(events)
 
     @app.post("/v1/audio/transcriptions", summary="Transcribe audio into the input language")
     async def create_transcription(
@@ -219,12 +258,24 @@ def create_app(
         model: Annotated[str, Form()],
         language: Annotated[str | None, Form()] = None,
         prompt: Annotated[str | None, Form()] = None,
-        response_format: Annotated[ResponseFormat, Form()] = "json",
+        response_format: Annotated[RequestedFormat, Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
         timestamp_granularities: Annotated[
             list[Granularity], Form(alias="timestamp_granularities[]")
         ] = [],  # noqa: B006 - FastAPI copies defaults per request
         stream: Annotated[bool, Form()] = False,
+        chunking_strategy: Annotated[
+            str | None,
+            Form(
+                description='"auto", or a server_vad object as JSON (SDKs send its fields '
+                "as chunking_strategy[type], chunking_strategy[threshold], ...)."
+            ),
+        ] = None,
+        include: Annotated[list[str], Form(alias="include[]")] = [],  # noqa: B006
+        known_speaker_names: Annotated[list[str], Form(alias="known_speaker_names[]")] = [],  # noqa: B006
+        known_speaker_references: Annotated[
+            list[str], Form(alias="known_speaker_references[]")
+        ] = [],  # noqa: B006
         backend: TranscriptionBackend = backend_dependency,
     ) -> Response:
         return await transcribe(
@@ -239,6 +290,10 @@ def create_app(
             temperature=temperature,
             granularities=timestamp_granularities,
             stream=stream,
+            chunking_strategy=chunking_strategy,
+            include=include,
+            known_speaker_names=known_speaker_names,
+            known_speaker_references=known_speaker_references,
         )
 
     @app.post("/v1/audio/translations", summary="Translate audio into English")
@@ -247,8 +302,11 @@ def create_app(
         file: Annotated[UploadFile, File(description="The audio file to translate.")],
         model: Annotated[str, Form()],
         prompt: Annotated[str | None, Form()] = None,
-        response_format: Annotated[ResponseFormat, Form()] = "json",
+        response_format: Annotated[RequestedFormat, Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        stream: Annotated[
+            bool, Form(description="Theo's extension: OpenAI's translations do not stream.")
+        ] = False,
         backend: TranscriptionBackend = backend_dependency,
     ) -> Response:
         return await transcribe(
@@ -262,7 +320,7 @@ def create_app(
             response_format=response_format,
             temperature=temperature,
             granularities=[],
-            stream=False,
+            stream=stream,
         )
 
     def model_card(name: str) -> dict[str, Any]:
@@ -289,6 +347,8 @@ def create_app(
             body, status_code=503, headers={"Retry-After": str(settings.retry_after_seconds)}
         )
 
+    add_realtime_routes(app, settings, registry, get_backend)  # WebSocket /v1/realtime
+
     # Outermost last: request context → auth → timeout → upload cap → routes.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_file_size_bytes)
     app.add_middleware(RequestTimeoutMiddleware, timeout_seconds=settings.request_timeout_seconds)
@@ -297,3 +357,14 @@ def create_app(
         app.add_middleware(BearerAuthMiddleware, api_key=api_key)
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+async def _after(
+    first: TranscriptionResult | None, rest: AsyncIterator[TranscriptionResult]
+) -> AsyncIterator[TranscriptionResult]:
+    """``first`` (already taken from the results, None if there were none), then ``rest``."""
+    if first is None:
+        return
+    yield first
+    async for result in rest:
+        yield result

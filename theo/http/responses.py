@@ -19,10 +19,15 @@ from theo.transcription import TranscriptionResult
 
 
 def render_result(request: TranscriptionRequest, result: TranscriptionResult) -> Response:
-    """json/verbose_json as JSON, text/srt/vtt as ``text/plain`` bodies."""
+    """json/verbose_json as JSON, text/srt/vtt as ``text/plain`` bodies.
+
+    Transcriptions' JSON carries ``usage`` (the audio's seconds), as OpenAI's whisper-1
+    does; translations' does not.
+    """
     fmt = request.response_format
+    usage = request.task == "transcribe"
     if fmt == "json":
-        return JSONResponse(format_json(result))
+        return JSONResponse(format_json(result, usage=usage))
     if fmt == "verbose_json":
         return JSONResponse(
             format_verbose_json(
@@ -30,6 +35,7 @@ def render_result(request: TranscriptionRequest, result: TranscriptionResult) ->
                 task=request.task,
                 include_segments="segment" in request.granularities,
                 include_words=request.word_timestamps,
+                usage=usage,
             )
         )
     renderers = {"text": format_text, "srt": format_srt, "vtt": format_vtt}
