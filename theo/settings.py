@@ -72,6 +72,42 @@ class Settings(BaseSettings):
         default=None,
         description="If set, /v1/ routes require 'Authorization: Bearer <key>'.",
     )
+    # Live transcription (/v1/realtime, theo/realtime/).
+    realtime_max_sessions_per_model: int = Field(
+        default=32,
+        ge=0,
+        description="Live sessions a model serves at once; one more gets an error and close 1013.",
+    )
+    realtime_idle_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A live session that sends nothing and awaits nothing this long is closed.",
+    )
+    realtime_max_message_mb: float = Field(
+        default=15.0, gt=0, description="Largest client event on /v1/realtime (OpenAI's limit)."
+    )
+    realtime_max_buffered_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Audio a live session may hold: not yet committed plus awaiting its text.",
+    )
+    realtime_partials: bool = Field(
+        default=True,
+        description="Send text while someone still talks (re-decodes of the growing utterance).",
+    )
+    realtime_partial_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Audio between two re-decodes of a growing utterance."
+    )
+    realtime_live_instance: bool = Field(
+        default=True,
+        description="Runners load a model instance of their own for live decodes, so these "
+        "never queue behind a long file's windows (costs the model's memory once more).",
+    )
+    realtime_shutdown_grace_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="On shutdown, how long live sessions get to finish their utterances.",
+    )
 
     @property
     def max_file_size_bytes(self) -> int:
@@ -80,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def max_queued_bytes_per_model(self) -> int:
         return int(self.max_queued_mb_per_model * 1024 * 1024)
+
+    @property
+    def realtime_max_message_bytes(self) -> int:
+        return int(self.realtime_max_message_mb * 1024 * 1024)
 
     def deprecation_warnings(self) -> list[str]:
         """One line per deprecated variable set in the environment, saying what replaces it."""

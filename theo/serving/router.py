@@ -11,6 +11,7 @@ from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
 from theo.serving.bentoml_internals import RUNNER_CONNECTION_ERRORS, batcher_training_rounds
+from theo.serving.runner import LIVE_API_NAMES, LIVE_LANES, PARTIAL_LANE
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,20 @@ class RunnerRouter:
     def __init__(self, clients: dict[str, Any], lanes: dict[str, list[str]] | None = None):
         self._clients = clients
         # Each model's batching APIs (its runner service's ``apis``: the lanes of
-        # theo/serving/runner.py) and how many of this process's requests each holds now.
+        # theo/serving/runner.py) and how many of this process's requests each holds now:
+        # files' lanes, live utterances' lanes, and the lane of live partial re-decodes.
+        names = {model: (lanes or {}).get(model, ["transcribe"]) for model in clients}
         self._in_flight = {
-            model: dict.fromkeys((lanes or {}).get(model, ["transcribe"]), 0) for model in clients
+            model: dict.fromkeys([n for n in names[model] if n not in LIVE_API_NAMES], 0)
+            for model in clients
+        }
+        self._live_in_flight = {
+            model: dict.fromkeys([n for n in names[model] if n in LIVE_LANES], 0)
+            for model in clients
+        }
+        self._partial_in_flight = {
+            model: dict.fromkeys([n for n in names[model] if n == PARTIAL_LANE], 0)
+            for model in clients
         }
         # Models whose runner dropped a call or failed a probe. Their calls are probed
         # first: a connection to a dead runner's socket would wait in its backlog until
@@ -44,17 +56,41 @@ class RunnerRouter:
         self._down: set[str] = set()
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
+        (result,) = await self._run(model, [job], self._in_flight.get(model))
+        return result
+
+    async def transcribe_live(
+        self, model: str, jobs: list[TranscriptionJob], *, partial: bool = False
+    ) -> list[TranscriptionResult]:
+        """Run a live session's jobs (one call, batched as one) on the model's live lanes.
+
+        ``partial``: re-decodes of growing utterances, on a lane of their own so they
+        never hold a final decode back. A runner without live lanes runs them as files.
+        """
+        lanes = (
+            (self._partial_in_flight.get(model) if partial else None)
+            or self._live_in_flight.get(model)
+            or self._in_flight.get(model)
+        )
+        return await self._run(model, jobs, lanes)
+
+    async def _run(
+        self, model: str, jobs: list[TranscriptionJob], lanes: dict[str, int] | None
+    ) -> list[TranscriptionResult]:
         client = self._clients.get(model)
-        if client is None:
+        if client is None or lanes is None:
             raise ModelNotFoundError(model, sorted(self._clients))
         if model in self._down and not await self._probe(model, client):
             raise ServiceUnavailableError(f"The runner for '{model}' is down; retry shortly.")
-        result = await self._call(model, client, job)
-        if isinstance(result, TranscriptionResult):
-            return result
-        return TranscriptionResult.model_validate(result)
+        results = await self._call(model, client, jobs, lanes)
+        return [
+            r if isinstance(r, TranscriptionResult) else TranscriptionResult.model_validate(r)
+            for r in results
+        ]
 
-    async def _call(self, model: str, client: Any, job: TranscriptionJob) -> Any:
+    async def _call(
+        self, model: str, client: Any, jobs: list[TranscriptionJob], lanes: dict[str, int]
+    ) -> list[Any]:
         # A dropped connection has two causes: the runner died (fail fast: 503), or
         # BentoML's client recycled its session under in-flight calls (it does so every
         # ``runner_connection.max_requests`` calls). Retry once, only if the runner is up.
@@ -62,28 +98,29 @@ class RunnerRouter:
             f"The runner for '{model}' is unreachable; retry shortly."
         )
         try:
-            return await self._transcribe_once(model, client, job)
+            return await self._transcribe_once(model, client, jobs, lanes)
         except _Disconnected as lost:
             if not await self._probe(model, client):
                 logger.warning("runner unreachable (%s)", lost, extra={"model": model})
                 raise unreachable from None
             logger.warning("runner connection lost (%s), retrying", lost, extra={"model": model})
         try:
-            return await self._transcribe_once(model, client, job)
+            return await self._transcribe_once(model, client, jobs, lanes)
         except _Disconnected as lost:
             self._down.add(model)
             logger.warning("runner unreachable (%s)", lost, extra={"model": model})
             raise unreachable from None
 
-    async def _transcribe_once(self, model: str, client: Any, job: TranscriptionJob) -> Any:
-        """One call on the model's least busy lane."""
-        in_flight = self._in_flight[model]
-        lane = min(in_flight, key=in_flight.__getitem__)
-        in_flight[lane] += 1
+    async def _transcribe_once(
+        self, model: str, client: Any, jobs: list[TranscriptionJob], lanes: dict[str, int]
+    ) -> list[Any]:
+        """One call on the least busy of ``lanes``."""
+        lane = min(lanes, key=lanes.__getitem__)
+        lanes[lane] += 1
         try:
-            return await _call_lane(model, getattr(client.to_async, lane), job)
+            return await _call_lane(model, getattr(client.to_async, lane), jobs)
         finally:
-            in_flight[lane] -= 1
+            lanes[lane] -= 1
 
     async def _probe(self, model: str, client: Any) -> bool:
         """Ask the runner whether it is ready, and remember the answer."""
@@ -102,8 +139,13 @@ class RunnerRouter:
         client = self._clients[model]
         while not await _is_ready(client):
             await asyncio.sleep(1)
+        lanes = [
+            *self._in_flight[model],
+            *self._live_in_flight[model],
+            *self._partial_in_flight[model],
+        ]
         try:
-            for lane in self._in_flight[model]:
+            for lane in lanes:
                 call = getattr(client.to_async, lane)
                 for size in WARM_UP_ROUNDS:
                     await asyncio.gather(*(call([_SILENCE]) for _ in range(size)))
@@ -122,9 +164,9 @@ class _Disconnected(Exception):
     """The connection to the runner broke before its answer arrived."""
 
 
-async def _call_lane(model: str, lane: Any, job: TranscriptionJob) -> Any:
+async def _call_lane(model: str, lane: Any, jobs: list[TranscriptionJob]) -> list[Any]:
     try:
-        results = await lane([job])
+        results = await lane(jobs)
     except (TimeoutError, ServiceUnavailable):
         raise ServiceUnavailableError(
             f"The runner for '{model}' is not ready or is overloaded; retry shortly."
@@ -134,7 +176,7 @@ async def _call_lane(model: str, lane: Any, job: TranscriptionJob) -> Any:
         raise InternalServerError() from None
     except RUNNER_CONNECTION_ERRORS as exc:
         raise _Disconnected(type(exc).__name__) from None
-    return results[0]
+    return list(results)
 
 
 async def _is_ready(client: Any) -> bool:

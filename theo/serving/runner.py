@@ -19,6 +19,12 @@ RUNNER_TIMEOUT_SECONDS = 900
 # default, on the runner's event loop, taking CPU from the engine. A batch takes 0.1-10 s
 # here, so 5 ms costs nothing in latency (docs/performance.md).
 BATCHER_TICK_SECONDS = 0.005
+# Live transcription's lanes (theo/realtime/): the final decodes of utterances on two, the
+# re-decodes of growing utterances (partial text) on a third. They decode on a model
+# instance of their own, so a live utterance never queues behind a long file's windows.
+LIVE_LANES = ("transcribe_live", "transcribe_live_1")
+PARTIAL_LANE = "transcribe_partial"
+LIVE_API_NAMES = (*LIVE_LANES, PARTIAL_LANE)
 
 
 def runner_service_name(model_name: str) -> str:
@@ -50,9 +56,13 @@ def make_runner_service(
     class ModelRunner:
         def __init__(self) -> None:
             from theo.engine import FasterWhisperEngine  # heavy import: only in the runner
+            from theo.settings import get_settings
 
             tune_batcher(BATCHER_TICK_SECONDS)  # before the first batch
             self.engine = FasterWhisperEngine(model_path, manifest)
+            self.live_engine = self.engine
+            if get_settings().realtime_live_instance:
+                self.live_engine = FasterWhisperEngine(model_path, live_manifest(manifest))
 
     if stored_tag is not None:
         # BentoML's documented way to declare a service's model: a class attribute.
@@ -60,6 +70,8 @@ def make_runner_service(
 
     for api_name in lane_api_names(config):
         setattr(ModelRunner, api_name, _batching_api(api_name, config))
+    for api_name in LIVE_API_NAMES:
+        setattr(ModelRunner, api_name, _batching_api(api_name, config, engine="live_engine"))
 
     name = runner_service_name(manifest.name)
     ModelRunner.__name__ = ModelRunner.__qualname__ = name
@@ -69,7 +81,8 @@ def make_runner_service(
     return bentoml.service(
         name=name,
         workers=1,
-        threads=config.concurrent_batches,  # BentoML runs sync APIs on this many threads
+        # BentoML runs sync APIs on this many threads: one per lane.
+        threads=config.concurrent_batches + len(LIVE_API_NAMES),
         resources=resources,
         # concurrency: BentoCloud adds a replica above this many requests per replica.
         traffic={
@@ -82,9 +95,16 @@ def make_runner_service(
     )(ModelRunner)
 
 
-def _batching_api(api_name: str, config: EngineConfig) -> Any:
+def live_manifest(manifest: ModelManifest) -> ModelManifest:
+    """The live instance's manifest: no solo instance (two threads hardly speed up one
+    short utterance on CPU, and it would cost the model's memory once more)."""
+    config = manifest.engine_config.model_copy(update={"solo_cpu_threads": 0})
+    return manifest.model_copy(update={"engine_config": config})
+
+
+def _batching_api(api_name: str, config: EngineConfig, engine: str = "engine") -> Any:
     def transcribe(self: Any, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
-        return self.engine.transcribe_batch(jobs)  # type: ignore[no-any-return]
+        return getattr(self, engine).transcribe_batch(jobs)  # type: ignore[no-any-return]
 
     transcribe.__name__ = transcribe.__qualname__ = api_name  # BentoML's API name and route
     return bentoml.api(
