@@ -1,0 +1,84 @@
+"""theo/serving/router.py's live lanes: live jobs never take a file lane, partials their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import numpy as np
+
+from theo.serving.router import RunnerRouter
+from theo.serving.runner import LIVE_API_NAMES
+from theo.transcription import TranscriptionJob
+
+JOB = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
+FILE_LANES = ["transcribe", "transcribe_1"]
+
+
+class LaneRunner:
+    """A runner whose lanes record their calls and hold them until released."""
+
+    def __init__(self) -> None:
+        self.to_async = self
+        self.calls: list[tuple[str, int]] = []
+        self.release = anyio.Event()
+
+    async def is_ready(self, timeout: int | None = None) -> bool:
+        return True
+
+    def __getattr__(self, lane: str) -> Any:
+        async def call(jobs: list[TranscriptionJob]) -> list[Any]:
+            self.calls.append((lane, len(jobs)))
+            await self.release.wait()
+            return [{"text": lane} for _ in jobs]
+
+        return call
+
+
+def router(runner: LaneRunner, lanes: list[str]) -> RunnerRouter:
+    return RunnerRouter({"tiny": runner}, lanes={"tiny": lanes})
+
+
+def test_live_finals_spread_over_the_live_lanes_and_partials_take_theirs() -> None:
+    runner = LaneRunner()
+    pool = router(runner, [*FILE_LANES, *LIVE_API_NAMES])
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(pool.transcribe_live, "tiny", [JOB])
+                await anyio.sleep(0)
+            group.start_soon(lambda: pool.transcribe_live("tiny", [JOB, JOB], partial=True))
+            await anyio.sleep(0)
+            group.start_soon(pool.transcribe, "tiny", JOB)
+            await anyio.sleep(0)
+            runner.release.set()
+
+    anyio.run(main)
+    assert runner.calls == [
+        ("transcribe_live", 1),
+        ("transcribe_live_1", 1),
+        ("transcribe_partial", 2),  # one call: batched as one
+        ("transcribe", 1),  # a file's window: a file lane
+    ]
+
+
+def test_a_runner_without_live_lanes_runs_live_jobs_on_its_file_lanes() -> None:
+    runner = LaneRunner()
+    runner.release.set()
+    pool = router(runner, FILE_LANES)
+
+    async def main() -> list[str]:
+        finals = await pool.transcribe_live("tiny", [JOB])
+        partials = await pool.transcribe_live("tiny", [JOB], partial=True)
+        return [r.text for r in finals + partials]
+
+    assert anyio.run(main) == ["transcribe", "transcribe"]
+
+
+def test_warm_up_trains_the_live_lanes_too() -> None:
+    runner = LaneRunner()
+    runner.release.set()
+    pool = router(runner, [*FILE_LANES, *LIVE_API_NAMES])
+    anyio.run(pool.warm_up)
+    assert {lane for lane, _ in runner.calls} == {*FILE_LANES, *LIVE_API_NAMES}
