@@ -97,3 +97,10 @@ k8s: install
 # Validate the shipped bentofiles, BentoCloud config and Kubernetes manifests.
 deploy-check: install
 	$(BIN)/pytest -q tests/unit/test_deploy_bento.py tests/unit/test_deploy_config.py
+
+# Live transcription: 1/4/8/16 realtime sessions streaming eval clips at real-time pace, with
+# and without partial text and batching, and beside 4 long files; writes bench/results/live.md
+# (BENCH_ARGS="--models faster-whisper-tiny.en faster-whisper-base --sessions 8").
+.PHONY: bench-live
+bench-live: models
+	$(BIN)/python -m bench.live $(BENCH_ARGS)
