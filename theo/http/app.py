@@ -230,7 +230,11 @@ def create_app(
             for window in windows
         ]
         results = results_in_order(
-            backend, request.model, jobs, in_flight=WINDOWS_IN_FLIGHT_PER_REQUEST
+            backend,
+            request.model,
+            jobs,
+            in_flight=WINDOWS_IN_FLIGHT_PER_REQUEST,
+            first_alone=request.stream,
         )
         held.push_async_callback(results.aclose)
 
@@ -324,7 +328,18 @@ def create_app(
         )
 
     def model_card(name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": _CREATED, "owned_by": "theo"}
+        capabilities = registry.get_manifest(name).capabilities
+        return {
+            "id": name,
+            "object": "model",
+            "created": _CREATED,
+            "owned_by": "theo",
+            # Theo's extension, so a client can offer the right choices (the web page does);
+            # OpenAI's SDKs keep unknown fields (Model.model_extra).
+            "capabilities": capabilities.model_dump(
+                include={"languages", "translation", "language_detection", "word_timestamps"}
+            ),
+        }
 
     @app.get("/v1/models", summary="List the installed models")
     async def list_models() -> dict[str, Any]:
