@@ -6,7 +6,9 @@ any OpenAI-compatible server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -47,10 +49,13 @@ class AudioRequest:
     prompt: str | None = None
     temperature: float | None = None
     word_timestamps: bool = False
+    stream: bool = False
 
     def form(self) -> dict[str, Any]:
         """The multipart form fields (besides ``file``), as OpenAI names them."""
         fields: dict[str, Any] = {"model": self.model, "response_format": self.response_format}
+        if self.stream:
+            fields["stream"] = "true"
         if self.language is not None:
             fields["language"] = self.language
         if self.prompt is not None:
@@ -77,14 +82,41 @@ class TheoClient:
 
     def audio(self, request: AudioRequest, audio: bytes, filename: str) -> str:
         """POST the audio to ``/v1/audio/transcriptions|translations``; the response body."""
-        route = "transcriptions" if request.task == "transcribe" else "translations"
         response = self._request(
-            "POST",
-            f"/v1/audio/{route}",
-            data=request.form(),
-            files={"file": (filename, audio)},
+            "POST", _route(request), data=request.form(), files={"file": (filename, audio)}
         )
         return response.text
+
+    def stream_audio(self, request: AudioRequest, audio: bytes, filename: str) -> Iterator[str]:
+        """POST the audio with ``stream=true``; the transcript's deltas as they arrive.
+
+        An ``error`` event (the server failed after the stream started) raises
+        :class:`ServerError` with the server's message.
+        """
+        streamed = replace(request, stream=True)
+        try:
+            with httpx.stream(
+                "POST",
+                f"{self.base_url}{_route(request)}",
+                data=streamed.form(),
+                files={"file": (filename, audio)},
+                timeout=self.timeout,
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ServerError(response.status_code, _error_message(response))
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # the blank line between events, or an SSE comment
+                    event = json.loads(line[len("data:") :])
+                    if event.get("type") == "transcript.text.delta":
+                        yield event["delta"]
+                    elif "error" in event:
+                        raise ServerError(200, event["error"].get("message", "stream failed"))
+        except httpx.ConnectError:
+            raise ServerUnavailableError(self.base_url) from None
+        except httpx.HTTPError as exc:
+            raise ServerError(0, f"request to {self.base_url} failed: {exc}") from None
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -98,6 +130,10 @@ class TheoClient:
         if response.status_code >= 400:
             raise ServerError(response.status_code, _error_message(response))
         return response
+
+
+def _route(request: AudioRequest) -> str:
+    return "/v1/audio/" + ("transcriptions" if request.task == "transcribe" else "translations")
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -439,3 +439,62 @@ def test_pull_installed_model_is_a_no_op(models_dir: Path) -> None:
         "(--force reinstalls)\n"
     )
     assert (models_dir / ENGLISH_MODEL / "theo.yaml").read_bytes() == before
+
+
+def _events(*events: dict[str, object]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+
+
+def test_transcribe_stream_prints_the_deltas(recorder: tuple[str, type[_Recorder]]) -> None:
+    url, handler = recorder
+    handler.content_type = "text/event-stream"
+    handler.body = _events(
+        {"type": "transcript.text.delta", "delta": "Hello there."},
+        {"type": "transcript.text.delta", "delta": " General Kenobi."},
+        {"type": "transcript.text.done", "text": "Hello there. General Kenobi."},
+    )
+    result = run("transcribe", str(FIXTURES / "jfk.flac"), "--server", url, "-m", "m", "--stream")
+    assert result.exit_code == 0, result.output
+    assert result.output == "Hello there. General Kenobi.\n"
+    sent = handler.received[0].decode("latin-1")
+    assert 'name="stream"\r\n\r\ntrue\r\n' in sent
+    assert 'name="response_format"\r\n\r\ntext\r\n' in sent
+
+
+def test_translate_stream(recorder: tuple[str, type[_Recorder]]) -> None:
+    url, handler = recorder
+    handler.content_type = "text/event-stream"
+    handler.body = _events(
+        {"type": "transcript.text.delta", "delta": "Hi."},
+        {"type": "transcript.text.done", "text": "Hi."},
+    )
+    result = run("translate", str(FIXTURES / "jfk.flac"), "--server", url, "-m", "m", "--stream")
+    assert (result.exit_code, result.output) == (0, "Hi.\n")
+    assert 'name="stream"\r\n\r\ntrue\r\n' in handler.received[0].decode("latin-1")
+
+
+def test_stream_error_event_after_text(recorder: tuple[str, type[_Recorder]]) -> None:
+    url, handler = recorder
+    handler.content_type = "text/event-stream"
+    handler.body = _events(
+        {"type": "transcript.text.delta", "delta": "Hello there."},
+        {"type": "error", "error": {"message": "The runner is down.", "type": "server_error"}},
+    )
+    result = run("transcribe", str(FIXTURES / "jfk.flac"), "--server", url, "-m", "m", "--stream")
+    assert result.exit_code == 1
+    assert result.output == "Hello there.\nError: The runner is down.\n"
+
+
+def test_stream_http_error(recorder: tuple[str, type[_Recorder]]) -> None:
+    url, handler = recorder
+    handler.status, handler.content_type = 404, "application/json"
+    handler.body = json.dumps({"error": {"message": "The model 'x' does not exist."}}).encode()
+    result = run("transcribe", str(FIXTURES / "jfk.flac"), "--server", url, "-m", "x", "--stream")
+    assert (result.exit_code, result.output) == (1, "Error: The model 'x' does not exist.\n")
+
+
+@pytest.mark.parametrize("extra", [["-f", "srt"], ["-f", "json"], ["--word-timestamps"]])
+def test_stream_is_plain_text_only(extra: list[str]) -> None:
+    result = run("transcribe", str(FIXTURES / "jfk.flac"), "-m", "m", "--stream", *extra)
+    assert result.exit_code == 2
+    assert "--stream" in result.output

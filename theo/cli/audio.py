@@ -41,6 +41,11 @@ def audio_options(task: Task) -> Callable[[F], F]:
                 help="Response format (default: text). json/verbose_json/srt/vtt print the "
                 "server's body as is.",
             ),
+            click.option(
+                "--stream",
+                is_flag=True,
+                help="Print the text as it is transcribed, window by window (text format only).",
+            ),
             click.option("--prompt", help="Initial prompt: vocabulary, spelling, style."),
             click.option(
                 "--temperature",
@@ -79,6 +84,7 @@ def transcribe(
     file: BinaryIO,
     model: str | None,
     response_format: ResponseFormat | None,
+    stream: bool,
     prompt: str | None,
     temperature: float | None,
     server: str,
@@ -93,6 +99,7 @@ def transcribe(
     \b
     Examples:
       theo transcribe meeting.wav
+      theo transcribe lecture.mp3 --stream
       theo transcribe interview.mp3 --language fr --format srt > interview.srt
       cat note.ogg | theo transcribe - --model faster-whisper-base
     """
@@ -110,6 +117,7 @@ def transcribe(
         temperature=temperature,
         language=language,
         word_timestamps=word_timestamps,
+        stream=stream,
     )
 
 
@@ -119,6 +127,7 @@ def translate(
     file: BinaryIO,
     model: str | None,
     response_format: ResponseFormat | None,
+    stream: bool,
     prompt: str | None,
     temperature: float | None,
     server: str,
@@ -132,7 +141,9 @@ def translate(
     Example:
       theo translate speech-fr.ogg --model faster-whisper-base
     """
-    _send_audio(file, server, "translate", model, response_format, prompt, temperature)
+    _send_audio(
+        file, server, "translate", model, response_format, prompt, temperature, stream=stream
+    )
 
 
 def _send_audio(
@@ -146,8 +157,16 @@ def _send_audio(
     *,
     language: str | None = None,
     word_timestamps: bool = False,
+    stream: bool = False,
 ) -> None:
-    """Send ``file`` to the server and print its answer (plain text unless a format is given)."""
+    """Send ``file`` to the server and print its answer (plain text unless a format is given).
+
+    With ``stream``, the text is printed as the server sends it.
+    """
+    if stream and response_format not in (None, "text"):
+        raise click.UsageError("--stream prints plain text; it cannot be used with --format.")
+    if stream and word_timestamps:
+        raise click.UsageError("--stream prints plain text, without --word-timestamps.")
     client = TheoClient(server)
     name = str(getattr(file, "name", "-"))
     audio = file.read()
@@ -164,12 +183,27 @@ def _send_audio(
             temperature=temperature,
             word_timestamps=word_timestamps,
         )
+        if stream:
+            _print_stream(client, request, audio, filename)
+            return
         body = client.audio(request, audio, filename)
     except ServerUnavailableError as exc:
         fail(str(exc))
     except ServerError as exc:
         fail(exc.message)
     click.echo(body, nl=not body.endswith("\n"))
+
+
+def _print_stream(client: TheoClient, request: AudioRequest, audio: bytes, filename: str) -> None:
+    """Print each delta as it arrives, then a newline (also before an error's message)."""
+    printed = False
+    try:
+        for delta in client.stream_audio(request, audio, filename):
+            click.echo(delta, nl=False)  # click flushes: each delta shows at once
+            printed = True
+    finally:
+        if printed:
+            click.echo()
 
 
 def _default_model(client: TheoClient, task: Task) -> str:
