@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openai import BadRequestError, NotFoundError, OpenAI
+from openai.types import Model
 
 from tests.conftest import FIXTURES
 from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL
@@ -632,6 +633,18 @@ def test_list_models(client: TestClient) -> None:
         assert card["object"] == "model"
         assert isinstance(card["created"], int)
         assert card["owned_by"]
+
+
+def test_model_cards_say_what_each_model_can_do(client: TestClient) -> None:
+    cards = {card["id"]: card for card in client.get("/v1/models").json()["data"]}
+    english = cards[ENGLISH_MODEL]["capabilities"]
+    multilingual = cards[MULTILINGUAL_MODEL]["capabilities"]
+    assert english["translation"] is False and english["languages"] == ["en"]
+    assert multilingual["translation"] is True and len(multilingual["languages"]) > 1
+    assert set(english) == {"languages", "translation", "language_detection", "word_timestamps"}
+    # Still a valid OpenAI model object: the SDK keeps the extra field.
+    model = Model.model_validate(cards[ENGLISH_MODEL])
+    assert model.id == ENGLISH_MODEL and model.model_extra == {"capabilities": english}
 
 
 def test_get_model(client: TestClient) -> None:
