@@ -14,6 +14,7 @@ import bentoml
 from theo.errors import ServiceUnavailableError
 from theo.http.app import create_app
 from theo.http.backend import TranscriptionBackend
+from theo.http.web import WebPages
 from theo.log import configure_logging
 from theo.serving.bundle import BundleArguments, load_bundle
 from theo.serving.router import RunnerRouter
@@ -77,3 +78,5 @@ Theo = bentoml.service(  # type: ignore[misc]
     name="theo",
     traffic={"timeout": 900, "concurrency": 32},  # concurrency: BentoCloud autoscaling
 )(bentoml.asgi_app(app, path="/")(Theo))
+# The page at / and /docs, from local files, answered before BentoML's own index page.
+Theo.add_asgi_middleware(WebPages)  # type: ignore[attr-defined]
