@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 from tests.conftest import FIXTURES, MODELS_DIR, word_errors
 from tests.integration.conftest import BASE, TINY, RunningServer, free_port, wait_healthy
+from tests.unit.sounds import wav_bytes
+from theo.audio import decode_audio
 from theo.cli import main
 
 pytestmark = pytest.mark.integration
@@ -95,6 +98,28 @@ def test_translate_verbose_json(server: RunningServer) -> None:
     assert body["task"] == "translate"
     assert body["language"] == "english"
     assert body["segments"]
+
+
+def test_transcribe_stream_prints_the_text_as_it_arrives(
+    server: RunningServer, tmp_path: Path, fixture_manifest: dict[str, dict[str, Any]]
+) -> None:
+    # JFK three times, 4 s of silence between: 41 s, three windows. The first is decoded
+    # alone and the others only after it, so its text is printed before theirs exists.
+    jfk = decode_audio((FIXTURES / "jfk.flac").read_bytes())
+    pause = np.zeros(4 * 16_000, np.float32)
+    thrice = tmp_path / "thrice.wav"
+    thrice.write_bytes(wav_bytes(np.concatenate([jfk, pause, jfk, pause, jfk])))
+    command = [str(Path(sys.executable).parent / "theo"), "transcribe", str(thrice), "--stream",
+               "-m", TINY, "--server", server.base_url]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        first = os.read(process.stdout.fileno(), 65536).decode()
+        rest = process.stdout.read().decode()
+    assert process.returncode == 0
+    expected = fixture_manifest["jfk.flac"]["text"]
+    assert word_errors(expected, first) == 0  # the first window, on its own
+    assert word_errors(f"{expected} {expected} {expected}", first + rest) == 0
+    assert rest.endswith("country.\n")
 
 
 def test_server_errors_print_the_openai_message(server: RunningServer) -> None:
