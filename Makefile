@@ -104,3 +104,10 @@ deploy-check: install
 .PHONY: bench-live
 bench-live: models
 	$(BIN)/python -m bench.live $(BENCH_ARGS)
+
+# Streaming vs not: time to the first delta and to done for a 231 s recording at c=1 and 4,
+# both models, and the runner CPU a client that leaves saves; writes bench/results/stream.md
+# (BENCH_ARGS="--models faster-whisper-tiny.en --rounds 5").
+.PHONY: bench-stream
+bench-stream: models
+	$(BIN)/python -m bench.stream $(BENCH_ARGS)
