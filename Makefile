@@ -5,11 +5,12 @@ PORT   ?= 8000
 BIN    := $(VENV)/bin
 DEFAULT_MODELS := faster-whisper-tiny.en faster-whisper-base
 
-.PHONY: serve test install models lint typecheck unit integration load-test bench bench-burst clean
+.PHONY: serve test install models browser lint typecheck unit integration load-test bench bench-burst clean
 
-# Fresh clone -> venv, project installed, default models in models/, server on $(PORT).
+# Fresh clone -> venv, project installed, default models in models/, server on $(PORT);
+# `theo serve` prints the web page's address (http://localhost:$(PORT)/) once it is ready.
 serve: models
-	$(BIN)/bentoml serve service:Theo --host 0.0.0.0 --port $(PORT)
+	$(BIN)/theo serve --host 0.0.0.0 --port $(PORT)
 
 # Lint, format check, types, then every test (unit + integration against a real server).
 test: models lint typecheck
@@ -27,6 +28,15 @@ $(BIN)/.installed: pyproject.toml
 # `theo pull` is a no-op for models already installed, so a second run reuses them.
 models: install
 	$(BIN)/theo pull $(DEFAULT_MODELS)
+
+# Chromium and its driver for the browser tests (tests/integration/test_web.py), from apt
+# (Debian; as root or through sudo). Does nothing when both are there; CI runs it first.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium chromium-driver
 
 lint: install
 	$(BIN)/ruff check .

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -22,7 +24,9 @@ from tests.conftest import FIXTURES
 from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL, manifest_data, write_manifest
 from theo import __version__
 from theo.cli import main
+from theo.cli import serve as serve_module
 from theo.cli.output import human_size
+from theo.cli.serve import page_url
 from theo.registry import ModelRegistry
 
 COMMANDS = ["serve", "transcribe", "translate", "list", "inspect", "pull", "rm"]
@@ -218,6 +222,47 @@ def test_serve_rejects_a_bad_port() -> None:
     result = run("serve", "--port", "70000")
     assert result.exit_code == 2
     assert "70000 is not in the range" in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://localhost:8000/"),
+        ("::", "http://localhost:8000/"),
+        ("127.0.0.1", "http://127.0.0.1:8000/"),
+        ("::1", "http://[::1]:8000/"),
+    ],
+)
+def test_serve_names_the_page_a_person_can_open(host: str, url: str) -> None:
+    assert page_url(host, 8000) == url
+
+
+def test_serve_prints_the_page_address_once_every_model_is_ready(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers: list[Exception | httpx.Response] = [
+        httpx.ConnectError("not listening yet"),
+        httpx.Response(503),  # models loading
+        httpx.Response(200),
+    ]
+    probed: list[str] = []
+
+    def get(url: str, timeout: float) -> httpx.Response:
+        probed.append(url)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    class Running:
+        def poll(self) -> None:
+            return None
+
+    monkeypatch.setattr(httpx, "get", get)
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    serve_module._announce_when_ready(Running(), "0.0.0.0", 8000)  # type: ignore[arg-type]
+    assert probed == ["http://127.0.0.1:8000/health"] * 3
+    assert "Theo is ready: open http://localhost:8000/ in a browser" in capsys.readouterr().out
 
 
 # --- transcribe / translate: argument handling and errors -----------------------------

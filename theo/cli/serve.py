@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 import click
+import httpx
 
 from theo.cli.models_dir import models_dir_option, resolve_models_dir
 from theo.cli.output import fail
@@ -28,7 +31,8 @@ def serve(host: str, port: int, models_dir: Path | None) -> None:
     """Serve every installed model over the OpenAI audio API.
 
     Runs Theo's BentoML bundle (`bentoml serve service:Theo`) with the models in the
-    models folder; the API is then at http://HOST:PORT/v1. Ctrl-C or SIGTERM stops the
+    models folder. Once every model is ready it prints the web page's address
+    (http://HOST:PORT/); the API is at http://HOST:PORT/v1. Ctrl-C or SIGTERM stops the
     server gracefully: requests in flight finish first.
     """
     folder = resolve_models_dir(models_dir).resolve()
@@ -47,7 +51,33 @@ def serve(host: str, port: int, models_dir: Path | None) -> None:
         )
     except OSError as exc:
         fail(f"cannot start bentoml: {exc}")
+    threading.Thread(target=_announce_when_ready, args=(process, host, port), daemon=True).start()
     sys.exit(_supervise(process))
+
+
+def page_url(host: str, port: int) -> str:
+    """Where a person opens the page: a wildcard address means this machine."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def _announce_when_ready(process: subprocess.Popen[bytes], host: str, port: int) -> None:
+    """Print the page's address once /health says every model is ready."""
+    probe = page_url({"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port)
+    while process.poll() is None:
+        try:
+            if httpx.get(f"{probe}health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        return
+    url = page_url(host, port)
+    click.echo(f"\nTheo is ready: open {url} in a browser (API: {url}v1, reference: {url}docs)\n")
 
 
 def _stop_with_parent() -> None:
