@@ -29,6 +29,7 @@ class ShutdownHook:
         self._drain = drain
         self._installed = False
         self._draining = False
+        self._passed_on = False
         self._previous: dict[int, Any] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -63,6 +64,9 @@ class ShutdownHook:
             self._pass_on(signum, None)
 
     def _pass_on(self, signum: int, frame: FrameType | None) -> None:
+        if self._passed_on:
+            return
+        self._passed_on = True
         previous = self._previous.get(signum)
         signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         if callable(previous):
