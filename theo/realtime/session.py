@@ -64,6 +64,10 @@ from theo.transcription import SAMPLE_RATE, TranscriptionJob, TranscriptionResul
 logger = logging.getLogger(__name__)
 
 MIN_COMMIT_SAMPLES = SAMPLE_RATE // 10  # OpenAI refuses to commit less than 100 ms
+# Words of the session's last transcripts each decode is prompted with, as Whisper
+# conditions a window on the text before it: an utterance cut at a pause ("ask not") is
+# then decoded as the sentence it continues, not on its own ("Knock!").
+CONTEXT_WORDS = 40
 # Client events of a conversation session, which a transcription session does not have.
 CONVERSATION_EVENTS = frozenset(
     {
@@ -91,6 +95,7 @@ class Utterance:
     speech: bool
     model: str
     partial: PartialText
+    previous_item_id: str | None = None
     committed_at: float = field(default_factory=time.monotonic)
     decode: asyncio.Task[TranscriptionResult] | None = None
 
@@ -153,6 +158,7 @@ class LiveSession:
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_from = 0  # sample up to which the last partial re-decode went
         self._last_item_id: str | None = None
+        self._context: list[str] = []  # the last words transcribed, for the next prompts
         self._results: asyncio.Queue[Utterance] = asyncio.Queue()
         self._decodes: set[asyncio.Task[TranscriptionResult]] = set()
         self._unanswered = 0  # committed utterances whose answer is not sent yet
@@ -313,14 +319,15 @@ class LiveSession:
         samples, speech = self._speech.take(start, end)
         partial = self._partial if item_id == self._item_id else PartialText()
         self._reset_partial()
+        previous, self._last_item_id = self._last_item_id, item_id
         utterance = Utterance(
             item_id=item_id,
             samples=samples,
             speech=speech,
             model=self.config.transcription.model,
             partial=partial,
+            previous_item_id=previous,
         )
-        previous, self._last_item_id = self._last_item_id, item_id
         self._emit(Committed(item_id=item_id, previous_item_id=previous))
         item = Item(id=item_id, content=[ItemContent()])
         kind = "conversation.item.created" if self.dialect == "beta" else "conversation.item.added"
@@ -336,8 +343,9 @@ class LiveSession:
 
     def _job(self, samples: np.ndarray) -> TranscriptionJob:
         transcription = self.config.transcription
+        prompt = " ".join([transcription.prompt or "", *self._context]).strip()
         return TranscriptionJob.from_samples(
-            samples, language=transcription.language, prompt=transcription.prompt
+            samples, language=transcription.language, prompt=prompt or None
         )
 
     async def _decode(self, utterance: Utterance) -> TranscriptionResult:
@@ -366,6 +374,7 @@ class LiveSession:
         status = "completed"
         consistent = True
         transcript: str | None = None
+        batch_size = 0  # jobs in the runner call that decoded it (0: not decoded)
         try:
             result = await utterance.decode
         except TheoError as error:
@@ -380,6 +389,8 @@ class LiveSession:
             self._emit(TranscriptionFailed(item_id=item_id, error=detail))
         else:
             transcript = " ".join(result.text.split())
+            batch_size = result.batch_size if utterance.speech else 0
+            self._context = (self._context + transcript.split())[-CONTEXT_WORDS:]
             delta, consistent = utterance.partial.final(transcript)
             if delta or not utterance.partial.sent:
                 self._emit(TranscriptionDelta(item_id=item_id, delta=delta))
@@ -387,7 +398,12 @@ class LiveSession:
             self._emit(TranscriptionCompleted(item_id=item_id, transcript=transcript, usage=usage))
         if self.dialect == "ga":
             item = Item(id=item_id, content=[ItemContent(transcript=transcript)])
-            self._emit(ItemEvent(type="conversation.item.done", previous_item_id=None, item=item))
+            done = ItemEvent(
+                type="conversation.item.done",
+                previous_item_id=utterance.previous_item_id,
+                item=item,
+            )
+            self._emit(done)
         logger.info(
             "live utterance",
             extra={
@@ -397,6 +413,7 @@ class LiveSession:
                 "audio_seconds": round(utterance.seconds, 2),
                 "speech": utterance.speech,
                 "latency_ms": round((time.monotonic() - utterance.committed_at) * 1000, 1),
+                "batch_size": batch_size,
                 "partial_decodes": utterance.partial.decodes,
                 "deltas_add_up": consistent,
                 "status": status,
