@@ -1,7 +1,8 @@
 """The ``theo`` command line: serve, transcribe, translate, and manage installed models.
 
 One module per concern: ``serve`` (the server), ``audio`` (``transcribe``/``translate``
-through a running server), ``models`` (``list``/``inspect``/``rm``), ``pull``.
+through a running server), ``live`` (a file through the realtime API), ``models``
+(``list``/``inspect``/``rm``), ``pull``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import click
 
 from theo import __version__
-from theo.cli import audio, models, pull, serve
+from theo.cli import audio, live, models, pull, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ for command in (
     serve.serve,
     audio.transcribe,
     audio.translate,
+    live.live,
     models.list_models,
     models.inspect,
     models.rm,
