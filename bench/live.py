@@ -235,6 +235,18 @@ def outcomes(result: SessionResult) -> list[ClipOutcome]:
     return found
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, since boot."""
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")  # guest time is in user
+    return float(sum(getattr(times, name, 0.0) for name in busy))
+
+
+def _own_seconds() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -333,6 +345,7 @@ class Row:
     deltas_add_up: float
     errors: int
     cpu_per_session: float
+    others: float = 0.0  # cores' worth of CPU other work on the machine took meanwhile
 
 
 async def measure(
@@ -340,6 +353,7 @@ async def measure(
 ) -> Row:
     url = f"ws://127.0.0.1:{server.port}/v1/realtime?intent=transcription"
     rng = random.Random(sessions)
+    busy_before, own_before = _busy_seconds(), _own_seconds()
     cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
     stop = asyncio.Event()
     background = None
@@ -356,6 +370,7 @@ async def measure(
         await background
     cpu = server.cpu_seconds() - cpu_before
     wall = time.monotonic() - wall_before
+    others = _busy_seconds() - busy_before - cpu - (_own_seconds() - own_before)
     found = [o for r in results for o in outcomes(r)]
     latencies = [o.latency for o in found if o.latency is not None]
     firsts = [o.first_delta for o in found if o.first_delta is not None]
@@ -376,6 +391,7 @@ async def measure(
         deltas_add_up=100.0 * sum(add_up) / max(len(add_up), 1),
         errors=errors,
         cpu_per_session=100.0 * cpu / wall / sessions,
+        others=max(others, 0.0) / wall,
     )
     print(json.dumps(row.__dict__), flush=True)
     for r in results:
@@ -422,17 +438,20 @@ def markdown(rows: list[Row], file_wers: dict[str, float], meta: dict[str, Any])
         "from a clip's first sample sent to its first non-empty delta. `add up`: clips whose",
         "deltas, concatenated, equal `completed` (after normalization). CPU: server processes'",
         "CPU time per wall second per session (100 = one core). Errors: error events, failed",
-        "transcriptions, dropped connections and clips never answered.",
+        "transcriptions, dropped connections and clips never answered. Others: the cores' worth",
+        "of CPU other work on this shared machine took during the run (it slows every figure).",
         "",
         "| model | config | sessions | clips | p50 s | p95 s | 1st delta p50 s | "
-        "1st delta p95 s | WER live % | WER deltas % | add up % | errors | CPU %/session |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "1st delta p95 s | WER live % | WER deltas % | add up % | errors | CPU %/session | "
+        "others |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r.model} | {r.config} | {r.sessions} | {r.clips} | {r.p50:.2f} | {r.p95:.2f} | "
             f"{r.first_delta_p50:.2f} | {r.first_delta_p95:.2f} | {r.wer_live:.1f} | "
-            f"{r.wer_deltas:.1f} | {r.deltas_add_up:.0f} | {r.errors} | {r.cpu_per_session:.0f} |"
+            f"{r.wer_deltas:.1f} | {r.deltas_add_up:.0f} | {r.errors} | {r.cpu_per_session:.0f} | "
+            f"{r.others:.2f} |"
         )
     lines += ["", "WER of the same clips sent as files (HTTP API):", ""]
     lines += [f"- {model}: {value:.1f} %" for model, value in file_wers.items()]
@@ -479,8 +498,22 @@ async def run(args: argparse.Namespace) -> None:
                 if not batching:
                     shutil.rmtree(models_dir, ignore_errors=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "cpus": psutil.cpu_count(), "clips": args.clips}
-    report = markdown(rows, file_wers, meta)
     RESULTS.mkdir(exist_ok=True)
+    data_path = (RESULTS / args.output).with_suffix(".json")
+    if args.append and data_path.is_file():
+        # Keep the rows of earlier runs that this one did not measure again.
+        earlier = json.loads(data_path.read_text())
+        measured = {(r.model, r.config, r.sessions) for r in rows}
+        rows = [
+            row
+            for row in (Row(**r) for r in earlier["rows"])
+            if (row.model, row.config, row.sessions) not in measured
+        ] + rows
+        file_wers = {**earlier["file_wers"], **file_wers}
+    data_path.write_text(
+        json.dumps({"rows": [r.__dict__ for r in rows], "file_wers": file_wers}, indent=1)
+    )
+    report = markdown(rows, file_wers, meta)
     (RESULTS / args.output).write_text(report)
     print(report)
 
@@ -495,6 +528,9 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
     parser.add_argument("--output", default="live.md")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the rows of earlier runs in --output"
+    )
     asyncio.run(run(parser.parse_args()))
 
 
