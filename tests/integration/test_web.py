@@ -344,3 +344,76 @@ def test_the_page_works_with_an_api_key(keyed_server: RunningServer, browser: Br
     browser.wait(lambda: browser.text("record-label") == "Start recording", what="the stop")
     assert not browser.visible("notice")
     browser.script("sessionStorage.clear()")
+
+
+SCREENSHOTS = os.environ.get("THEO_WEB_SCREENSHOTS")  # a folder, e.g. docs
+
+
+def mixed_languages_wav(target: Path) -> Path:
+    """English, French, German, Spanish and Portuguese speech, 2.5 s apart (~100 s)."""
+    clips = ["jfk.flac", "fleurs-fr-000.ogg", "fleurs-de-000.ogg", "1089-134686-0000.flac"]
+    clips += ["fleurs-es-000.ogg", "fleurs-pt-000.ogg"]
+    rate = 16_000
+    pause = np.zeros(int(2.5 * rate), np.int16)
+    parts = []
+    for name in clips:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        with av.open(str(FIXTURES / name)) as container:
+            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+        frames += resampler.resample(None)
+        parts += [np.concatenate([f.to_ndarray().ravel() for f in frames]), pause]
+    with wave.open(str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(np.concatenate(parts).astype(np.int16).tobytes())
+    return target
+
+
+@pytest.mark.skipif(not SCREENSHOTS, reason="set THEO_WEB_SCREENSHOTS=docs to refresh them")
+def test_screenshots(server: RunningServer, browser: Browser, tmp_path: Path) -> None:
+    """docs/web-*.png: the page idle, mid-stream, done, live, and on a phone."""
+    folder = Path(str(SCREENSHOTS))
+    driver = browser.driver
+
+    def shoot(name: str) -> None:
+        browser.script("document.activeElement && document.activeElement.blur()")
+        driver.save_screenshot(str(folder / name))
+
+    driver.set_window_size(1280, 1180)
+    browser.start_page(server, model="faster-whisper-base")
+    shoot("web-idle.png")
+
+    recording = mixed_languages_wav(tmp_path / "five-languages.wav")
+    browser.element("file").send_keys(str(recording))
+    browser.wait(
+        lambda: len(driver.find_elements(By.CSS_SELECTOR, "#transcript .arrived")) >= 2,
+        timeout=120,
+        what="a few deltas",
+    )
+    shoot("web-stream.png")
+    browser.wait(
+        lambda: driver.find_elements(By.CSS_SELECTOR, "#segments .segment"),
+        timeout=240,
+        what="the segments",
+    )
+    driver.find_elements(By.CSS_SELECTOR, "#segments .segment")[3].click()
+    browser.script("document.getElementById('player').pause()")
+    shoot("web-segments.png")
+
+    browser.start_page(server, model=TINY)
+    browser.element("tab-live").click()
+    browser.element("record").click()
+    browser.wait(
+        lambda: len(driver.find_elements(By.CSS_SELECTOR, "#captions li:not(.partial)")) >= 3,
+        timeout=90,
+        what="live captions",
+    )
+    shoot("web-live.png")
+    browser.element("record").click()
+    browser.wait(lambda: browser.text("record-label") == "Start recording", what="the stop")
+
+    driver.set_window_size(390, 844)
+    browser.start_page(server)
+    shoot("web-phone.png")
+    driver.set_window_size(1280, 1000)

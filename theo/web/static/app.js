@@ -101,9 +101,10 @@ function prefs() {
   }
 }
 
-function savePrefs() {
+/** Remember choices for the next visit; the language only when a person picked it. */
+function savePrefs(changes) {
   try {
-    localStorage.setItem(PREFS, JSON.stringify({ model: $("model").value, task: task(), language: $("language").value }));
+    localStorage.setItem(PREFS, JSON.stringify({ ...prefs(), ...changes }));
   } catch {
     // no storage: nothing to remember
   }
@@ -112,9 +113,15 @@ function savePrefs() {
 function describeModel(card) {
   const caps = card.capabilities;
   if (!caps) return "";
-  const many = caps.languages.length > 1;
-  if (caps.translation) return many ? "multilingual, translates" : "translates";
-  return many ? "multilingual" : `${languageName(caps.languages[0])} only`;
+  if (caps.translation) return "translates";
+  return caps.languages.length > 1 ? "multilingual" : `${languageName(caps.languages[0])} only`;
+}
+
+function modelHint(caps) {
+  if (!caps) return "";
+  const count = caps.languages.length;
+  const spoken = count === 1 ? `${languageName(caps.languages[0])} only` : `${count} languages`;
+  return caps.translation ? `${spoken} · translates into English` : `${spoken} · does not translate`;
 }
 
 function languageName(code) {
@@ -139,14 +146,13 @@ async function loadModels() {
   select.replaceChildren(
     ...cards.map((card) => {
       const what = describeModel(card);
-      return new Option(what ? `${card.id} — ${what}` : card.id, card.id);
+      return new Option(what ? `${card.id} (${what})` : card.id, card.id);
     }),
   );
   select.disabled = cards.length === 0;
   if (wanted && state.models.has(wanted)) select.value = wanted;
-  const saved = prefs();
-  if (saved.task === "translate") $("task-translate").checked = true;
-  updateOptions(saved.language);
+  if (prefs().task === "translate") $("task-translate").checked = true;
+  updateOptions();
 }
 
 function task() {
@@ -154,16 +160,16 @@ function task() {
 }
 
 /** Offer what the chosen model can do: translation, its languages. */
-function updateOptions(language) {
+function updateOptions() {
   const card = state.models.get($("model").value);
   const caps = card && card.capabilities;
   const translates = !caps || caps.translation;
   $("task-translate").disabled = !translates;
   if (!translates && task() === "translate") $("task-transcribe").checked = true;
-  $("model-hint").textContent = caps && !translates ? "This model transcribes English; it does not translate." : "";
+  $("model-hint").textContent = modelHint(caps);
 
   const select = $("language");
-  const previous = language ?? select.value;
+  const wanted = prefs().language || "";
   const codes = caps ? [...caps.languages] : [];
   const options = codes
     .map((code) => [code, languageName(code)])
@@ -171,13 +177,13 @@ function updateOptions(language) {
     .map(([code, name]) => new Option(name === code ? code : `${name} (${code})`, code));
   const detects = !caps || caps.language_detection || codes.length > 1;
   select.replaceChildren(...(detects ? [new Option("Detect automatically", "")] : []), ...options);
-  if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+  if ([...select.options].some((o) => o.value === wanted)) select.value = wanted;
   const translating = task() === "translate";
   select.disabled = translating || select.options.length < 2;
   $("language-hint").textContent = translating
     ? "Detected automatically; the text comes out in English."
     : "";
-  savePrefs();
+  savePrefs({ model: $("model").value, task: task() });
   showExample();
 }
 
@@ -337,7 +343,7 @@ async function startFile(file) {
   $("transcript").replaceChildren();
   $("transcript").classList.remove("failed");
   $("segments").replaceChildren();
-  $("segments-status").textContent = "";
+  $("segments-status").textContent = "They follow the transcript.";
   $("detected-language").hidden = true;
   $("copy").disabled = true;
   $("rerun").hidden = true;
@@ -434,7 +440,9 @@ function showVerbose(file, body) {
   $("copy").disabled = false;
   if (body.language) {
     const chip = $("detected-language");
-    chip.textContent = body.task === "translate" ? "Translated to English" : `Language: ${capitalize(body.language)}`;
+    chip.textContent = body.task === "translate" ? "Translated into English" : `Language: ${capitalize(body.language)}`;
+    // verbose_json names the language at the start; each part of a long file is detected anew.
+    chip.title = body.task === "translate" ? "" : "Detected at the start; each part of a long recording is detected on its own.";
     chip.hidden = false;
   }
   offerDownload("download-txt", `${base}.txt`, toText(body.text), "text/plain");
@@ -624,9 +632,13 @@ function main() {
   setUpLive();
   $("notice-close").addEventListener("click", hideNotice);
   $("model").addEventListener("change", () => updateOptions());
-  for (const id of ["task-transcribe", "task-translate", "language"]) {
+  for (const id of ["task-transcribe", "task-translate"]) {
     $(id).addEventListener("change", () => updateOptions());
   }
+  $("language").addEventListener("change", () => {
+    savePrefs({ language: $("language").value });
+    showExample();
+  });
   $("prompt").addEventListener("input", showExample);
   $("options").addEventListener("submit", (event) => event.preventDefault());
   watchHealth();
