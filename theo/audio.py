@@ -32,9 +32,11 @@ def iter_pcm16(
     or while yielding), and :class:`AudioTooLongError` past ``max_seconds``.
     """
     if isinstance(source, bytes):
-        if not source:
-            raise AudioDecodeError("The audio file is empty.")
         source = io.BytesIO(source)
+    start = source.tell()
+    if source.seek(0, io.SEEK_END) == start:
+        raise AudioDecodeError("The audio file is empty.")
+    source.seek(start)
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     piece_samples = int(PIECE_SECONDS * SAMPLE_RATE)
     chunks: list[np.ndarray] = []

@@ -1,17 +1,23 @@
-"""Cut long audio into Whisper-sized windows, and stitch the windows' results back together.
+"""Cut audio into Whisper-sized windows as it is decoded, and stitch their results together.
 
 The API service sends each window to the runner as its own job, so the windows of a
 long file are batched with other requests' windows and never hold short requests back.
+Windows are cut from the decoded audio piece by piece (theo/streaming_vad.py finds the
+speech): each comes out as soon as the speech after it has started, and the audio
+before the earliest window still to come is let go, so a long upload is never held whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from faster_whisper.vad import VadOptions
 
+from theo.audio import pcm16_to_float32
+from theo.streaming_vad import Speech, StreamingVad, silero_model
 from theo.transcription import SAMPLE_RATE, Segment, TranscriptionResult, Word
 
 WINDOW_SECONDS = 30.0
@@ -51,30 +57,111 @@ class AudioWindow:
     samples: np.ndarray
 
 
-def split_into_windows(
-    samples: np.ndarray, *, vad: bool = False, chunking: ChunkingStrategy | None = None
-) -> list[AudioWindow]:
-    """One window for audio up to 30 s; longer audio is cut at pauses found by Silero VAD.
+class _Retained:
+    """The decoded audio from sample ``start`` on, as the pieces it arrived in."""
 
+    def __init__(self) -> None:
+        self._pieces: deque[tuple[int, np.ndarray]] = deque()  # (first sample, samples)
+        self.start = 0
+        self.end = 0
+
+    def append(self, piece: np.ndarray) -> None:
+        self._pieces.append((self.end, piece))
+        self.end += len(piece)
+
+    def slice(self, start: int, end: int) -> np.ndarray:
+        parts = [
+            piece[max(start - first, 0) : end - first]
+            for first, piece in self._pieces
+            if first < end and first + len(piece) > start
+        ]
+        return np.concatenate(parts) if len(parts) != 1 else parts[0].copy()
+
+    def drop_before(self, sample: int) -> None:
+        """Let go of whole pieces that end before ``sample``."""
+        while self._pieces and self._pieces[0][0] + len(self._pieces[0][1]) <= sample:
+            first, piece = self._pieces.popleft()
+            self.start = first + len(piece)
+
+    @property
+    def held(self) -> int:
+        """Samples held now."""
+        return self.end - self.start
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(piece.nbytes for _, piece in self._pieces)
+
+
+def cut_windows(
+    pieces: Iterable[np.ndarray],
+    *,
+    vad: bool = False,
+    chunking: ChunkingStrategy | None = None,
+    on_held: Callable[[int], None] | None = None,
+) -> Iterator[AudioWindow]:
+    """Windows of the audio ``pieces`` make up (16 kHz, int16 or float32), in order, as known.
+
+    Audio up to 30 s is one window unless ``vad`` or a ``chunking`` strategy is given;
+    longer audio is cut at pauses found by Silero VAD (with the strategy's settings).
     Windows keep the silence inside them so timestamps stay real; stretches with no
-    speech at all are skipped. ``vad=True``, or a ``chunking`` strategy (whose VAD
-    settings are then used), applies VAD to short audio too.
+    speech at all are skipped. ``on_held`` hears how many bytes of audio the cutter holds
+    after each piece (for memory accounting).
     """
     window = int(WINDOW_SECONDS * SAMPLE_RATE)
-    if len(samples) <= window and not vad and chunking is None:
-        return [AudioWindow(0.0, samples)]
-    speech = get_speech_timestamps(samples, (chunking or DEFAULT_CHUNKING).vad_options())
+    audio = _Retained()
+    iterator = iter(pieces)
+    if not vad and chunking is None:
+        for piece in iterator:
+            audio.append(piece)
+            if audio.held > window:
+                break
+        else:  # the whole audio fits one window
+            yield AudioWindow(0.0, audio.slice(0, audio.end))
+            return
+    streaming = StreamingVad((chunking or DEFAULT_CHUNKING).vad_options(), silero_model())
     # Whisper tends to stop at a long pause and drop what follows it in the same window,
     # so a window only spans speech separated by short pauses.
     max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
-    spans: list[list[int]] = []
-    for piece in speech:
-        start, end = int(piece["start"]), int(piece["end"])
-        if spans and start - spans[-1][1] <= max_gap and end - spans[-1][0] <= window:
-            spans[-1][1] = end
-        else:
-            spans.append([start, min(end, start + window)])
-    return [AudioWindow(start / SAMPLE_RATE, samples[start:end]) for start, end in spans]
+    span: list[int] | None = None  # the window being grown: [start, end]
+
+    def take(speech: Speech) -> Iterator[AudioWindow]:
+        nonlocal span
+        if span and speech.start - span[1] <= max_gap and speech.end - span[0] <= window:
+            span[1] = speech.end
+            return
+        if span:
+            yield AudioWindow(span[0] / SAMPLE_RATE, audio.slice(span[0], span[1]))
+        span = [speech.start, min(speech.end, speech.start + window)]
+
+    def feed(piece: np.ndarray) -> Iterator[AudioWindow]:
+        as_float = pcm16_to_float32(piece) if piece.dtype == np.int16 else piece
+        for speech in streaming.feed(as_float):
+            yield from take(speech)
+        keep_from = streaming.earliest_open_sample
+        if span is not None:
+            keep_from = min(keep_from, span[0])
+        audio.drop_before(keep_from)
+        if on_held is not None:
+            on_held(audio.held_bytes)
+
+    already = audio.slice(0, audio.end) if audio.held else None
+    if already is not None:
+        yield from feed(already)
+    for piece in iterator:
+        audio.append(piece)
+        yield from feed(piece)
+    for speech in streaming.finish():
+        yield from take(speech)
+    if span:
+        yield AudioWindow(span[0] / SAMPLE_RATE, audio.slice(span[0], span[1]))
+
+
+def split_into_windows(
+    samples: np.ndarray, *, vad: bool = False, chunking: ChunkingStrategy | None = None
+) -> list[AudioWindow]:
+    """The windows of audio held whole in memory (see :func:`cut_windows`)."""
+    return list(cut_windows([samples], vad=vad, chunking=chunking))
 
 
 def join_window_texts(texts: Iterable[str]) -> str:

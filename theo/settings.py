@@ -13,6 +13,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _DEPRECATED_IN_FLIGHT = "THEO_MAX_QUEUE_PER_MODEL"
 
 
+def _default_decoded_audio_mb() -> float:
+    """A tenth of the machine's memory (at least 256 MB) for decoded audio."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1024.0
+    return max(256.0, total / 10 / 2**20)
+
+
 class Settings(BaseSettings):
     """Every knob of the server; each field is ``THEO_<FIELD>`` in the environment."""
 
@@ -28,7 +37,17 @@ class Settings(BaseSettings):
     )
     max_file_size_mb: float = Field(default=25.0, gt=0, description="Upload cap (413 above).")
     max_audio_seconds: float = Field(
-        default=3 * 3600.0, gt=0, description="Longest audio accepted after decoding."
+        # 25 MB (OpenAI's cap) of 16 kb/s Opus is ~3.5 h; past 3 h a long file on a slow
+        # model outlasts the request timeout anyway (docs/reliability.md).
+        default=3 * 3600.0,
+        gt=0,
+        description="Longest audio accepted after decoding.",
+    )
+    max_decoded_audio_mb: float = Field(
+        default_factory=lambda: _default_decoded_audio_mb(),
+        gt=0,
+        description="MB of decoded audio all requests may hold at once; more wait (default: "
+        "a tenth of the machine's memory, at least 256).",
     )
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
@@ -112,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def max_file_size_bytes(self) -> int:
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def max_decoded_audio_bytes(self) -> int:
+        return int(self.max_decoded_audio_mb * 1024 * 1024)
 
     @property
     def max_queued_bytes_per_model(self) -> int:

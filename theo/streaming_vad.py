@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from faster_whisper.vad import VadOptions
 
+from theo.engine.faster_whisper_internals import silero_vad_session
 from theo.transcription import SAMPLE_RATE
 
 FRAME = 512  # samples per Silero decision (32 ms)
@@ -35,11 +36,16 @@ class Speech:
     end: int
 
 
+def silero_model() -> Any:
+    """faster-whisper's Silero VAD (its ONNX session), loaded once per process."""
+    return silero_vad_session()
+
+
 class SpeechProbabilities:
     """Silero speech probabilities per 512-sample frame, batch by batch as audio arrives."""
 
-    def __init__(self, model: Any):
-        self._session = model.session  # faster_whisper.vad.SileroVADModel's ONNX session
+    def __init__(self, session: Any):
+        self._session = session
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)  # the last frame's tail
@@ -187,8 +193,8 @@ class SpeechTracker:
 class StreamingVad:
     """Feed audio (float32, 16 kHz) in any pieces; get speech spans as soon as they are known."""
 
-    def __init__(self, options: VadOptions, model: Any):
-        self._probabilities = SpeechProbabilities(model)
+    def __init__(self, options: VadOptions, session: Any):
+        self._probabilities = SpeechProbabilities(session)
         self._tracker = SpeechTracker(options)
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
@@ -223,9 +229,9 @@ class StreamingVad:
         return found + self._tracker.finish(self.length)
 
 
-def iter_speech(pieces: Iterator[np.ndarray], options: VadOptions, model: Any) -> Iterator[Speech]:
+def iter_speech(pieces: Iterator[np.ndarray], options: VadOptions) -> Iterator[Speech]:
     """Every speech span of the audio that ``pieces`` make up, in order."""
-    vad = StreamingVad(options, model)
+    vad = StreamingVad(options, silero_model())
     for piece in pieces:
         yield from vad.feed(piece)
     yield from vad.finish()

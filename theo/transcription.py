@@ -17,15 +17,17 @@ Task = Literal["transcribe", "translate"]
 
 
 class TranscriptionJob(BaseModel):
-    """Up to 30 s of one request's audio (16 kHz mono float32 PCM) and decoding options.
+    """Up to 30 s of one request's audio (16 kHz mono PCM) and decoding options.
 
     ``offset`` is where this window starts in the request's audio, in seconds; the
-    engine reports timestamps relative to the whole file.
+    engine reports timestamps relative to the whole file. Decoded uploads travel as
+    int16 (``pcm16``: half the bytes of float32, and the very samples the decoder gave).
     """
 
     model_config = ConfigDict(frozen=True)
 
     audio: bytes = Field(repr=False)
+    sample_format: Literal["float32", "pcm16"] = "float32"
     offset: float = Field(default=0.0, ge=0.0)
     task: Task = "transcribe"
     language: str | None = None
@@ -38,13 +40,25 @@ class TranscriptionJob(BaseModel):
         """Build a job from a float32 sample array."""
         return cls(audio=samples.astype(np.float32, copy=False).tobytes(), **options)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_pcm16(cls, samples: np.ndarray, **options: object) -> TranscriptionJob:
+        """Build a job from an int16 sample array (kept as int16 on the way to the runner)."""
+        audio = samples.astype(np.int16, copy=False).tobytes()
+        return cls(audio=audio, sample_format="pcm16", **options)  # type: ignore[arg-type]
+
     def samples(self) -> np.ndarray:
         """The audio as a float32 array of 16 kHz samples."""
+        if self.sample_format == "pcm16":
+            # The same conversion as theo.audio.pcm16_to_float32 (not imported: the
+            # runner need not load PyAV).
+            pcm = np.frombuffer(self.audio, dtype=np.int16)
+            return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
         return np.frombuffer(self.audio, dtype=np.float32)
 
     @property
     def duration(self) -> float:
-        return len(self.audio) / 4 / SAMPLE_RATE
+        bytes_per_sample = 2 if self.sample_format == "pcm16" else 4
+        return len(self.audio) / bytes_per_sample / SAMPLE_RATE
 
 
 class Word(BaseModel):

@@ -82,14 +82,18 @@ def test_refusals_come_only_past_the_queue_and_say_when_to_retry(
     assert all(r.status_code == 503 for r in refused), [r.text for r in refused]
     # Everything that fits in the slots and the queue is served.
     assert len(ok) >= IN_FLIGHT + QUEUED, len(ok)
-    assert all(word_errors(JFK_TEXT + " " + JFK_TEXT, r.json()["text"]) <= 2 for r in ok)
+    texts = [r.json()["text"] for r in ok]
+    assert all(word_errors(JFK_TEXT + " " + JFK_TEXT, text) <= 2 for text in texts), texts
     for response in refused:
         error = response.json()["error"]
         assert (error["type"], error["code"]) == ("server_error", "model_overloaded")
         assert 1 <= int(response.headers["retry-after"]) <= 60
-    assert metric(small_queue, "theo_requests_refused_total", model=TINY) >= len(refused)
-    assert metric(small_queue, "theo_queue_wait_seconds_count", model=TINY) >= len(ok)
-    assert metric(small_queue, "theo_requests_queued", model=TINY) == 0
+    refusals = metric(small_queue, "theo_requests_refused_total", model=TINY)
+    assert refusals >= len(refused), refusals
+    waits = metric(small_queue, "theo_queue_wait_seconds_count", model=TINY)
+    assert waits >= len(ok), waits
+    queued = metric(small_queue, "theo_requests_queued", model=TINY)
+    assert queued == 0, queued
 
 
 def _request_lines(server: RunningServer) -> list[dict[str, object]]:

@@ -14,6 +14,7 @@ from theo.transcription import TranscriptionJob
 # (beam size, device, VAD... come from the model's manifest only).
 DOCUMENTED_JOB_FIELDS = {
     "audio",  # file
+    "sample_format",  # set by the server: how it decoded the file
     "offset",  # set by the server when it windows long audio
     "task",  # the route
     "language",

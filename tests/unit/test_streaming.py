@@ -398,13 +398,14 @@ def test_a_client_that_leaves_stops_the_windows_not_yet_sent(start: Start) -> No
         lines = r.iter_lines()
         assert "transcript.text.delta" in next(lines)
     # Closing the response cancelled the request: the windows at the "runner" were
-    # abandoned, and the rest never sent (the first one's end let one more through).
+    # abandoned, and the rest never sent (nor even cut: windows are cut as they are needed,
+    # so how many reached the runner depends on how far decoding got).
     deadline = time.monotonic() + 5
-    while len(backend.cancelled) < WINDOWS_IN_FLIGHT_PER_REQUEST and time.monotonic() < deadline:
+    while len(backend.cancelled) < len(backend.calls) - 1 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(backend.calls) == WINDOWS_IN_FLIGHT_PER_REQUEST + 1 < WINDOWS
+    assert 1 <= len(backend.calls) <= WINDOWS_IN_FLIGHT_PER_REQUEST + 1 < WINDOWS
     assert backend.finished == [0.0]
-    assert len(backend.cancelled) == WINDOWS_IN_FLIGHT_PER_REQUEST
+    assert len(backend.cancelled) == len(backend.calls) - 1
 
 
 def test_a_stream_holds_its_slot_until_it_ends(start: Start, settings: Settings) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from tests.conftest import FIXTURES
 from theo.audio import decode_audio, iter_pcm16
+from theo.chunking import DEFAULT_CHUNKING, WINDOW_SECONDS, cut_windows
 from theo.streaming_vad import BATCH_FRAMES, FRAME, Speech, iter_speech
 from theo.transcription import SAMPLE_RATE
-from theo.window_cutter import DEFAULT_VAD, WINDOW_SECONDS, cut_windows
 
 
 def stitched(minutes: float) -> np.ndarray:
@@ -51,10 +51,10 @@ def pieces_of(audio: np.ndarray, size: int) -> list[np.ndarray]:
 def test_speech_found_piece_by_piece_is_what_one_pass_finds(
     long_audio: np.ndarray, piece: int
 ) -> None:
-    options = DEFAULT_VAD
+    options = DEFAULT_CHUNKING.vad_options()
     expected = [Speech(s["start"], s["end"]) for s in get_speech_timestamps(long_audio, options)]
     size = piece if piece > 1 else len(long_audio)  # 1: the whole audio as one piece
-    found = list(iter_speech(iter(pieces_of(long_audio, size)), options, get_vad_model()))
+    found = list(iter_speech(iter(pieces_of(long_audio, size)), options))
     assert len(expected) > 50
     assert found == expected
 
@@ -65,7 +65,7 @@ def test_the_default_options_match_too(long_audio: np.ndarray) -> None:
     options = VadOptions()
     expected = [Speech(s["start"], s["end"]) for s in get_speech_timestamps(audio, options)]
     pieces = iter(pieces_of(audio, 12_345))
-    assert list(iter_speech(pieces, options, get_vad_model())) == expected
+    assert list(iter_speech(pieces, options)) == expected
 
 
 def test_windows_do_not_depend_on_how_the_audio_arrives(long_audio: np.ndarray) -> None:

@@ -11,6 +11,7 @@ instead of a deployment. No other engine module touches these names.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+from faster_whisper.vad import get_vad_model
 
 __all__ = ["FASTER_WHISPER_VERSION", "N_FRAMES", "Tokenizer"]
 
@@ -196,3 +198,19 @@ def add_word_timestamps(
         append_punctuations,
         0.0,
     )
+
+
+# -- Silero VAD (used by the API service to cut long audio) ------------------------------
+
+
+@functools.cache
+def silero_vad_session() -> Any:
+    """The ONNX Runtime session of the Silero VAD model faster-whisper ships, loaded once.
+
+    ``get_speech_timestamps`` takes a whole recording as one array; theo/streaming_vad.py
+    runs this session itself on the same 10,000-frame batches to cut audio as it arrives.
+    Assumes ``get_vad_model()`` returns a ``SileroVADModel`` whose ``session`` takes
+    ``input`` (frames with a 64-sample context), ``h`` and ``c`` and returns (probabilities,
+    h, c); the unit tests compare the result with ``get_speech_timestamps``.
+    """
+    return get_vad_model().session

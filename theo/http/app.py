@@ -12,15 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
-import anyio
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from theo import __version__
-from theo.audio import decode_audio
-from theo.chunking import merge_window_results, split_into_windows
+from theo.chunking import merge_window_results
 from theo.errors import (
     FileTooLargeError,
     InternalServerError,
@@ -31,6 +29,7 @@ from theo.errors import (
 from theo.http.admission import ModelAdmission, QueueLimits
 from theo.http.auth import BearerAuthMiddleware
 from theo.http.backend import BackendProvider, TranscriptionBackend
+from theo.http.decoding import DecodedAudioBudget, DecodeReport
 from theo.http.metrics import AdmissionMetrics
 from theo.http.middleware import (
     RequestContextMiddleware,
@@ -50,7 +49,7 @@ from theo.http.windows import results_in_order
 from theo.realtime import add_realtime_routes
 from theo.registry import ModelRegistry
 from theo.settings import Settings
-from theo.transcription import SAMPLE_RATE, Task, TranscriptionJob, TranscriptionResult
+from theo.transcription import Task, TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +93,11 @@ def create_app(
             max_wait_seconds=settings.max_queue_wait_seconds,
         ),
         on_refused=metrics.count_refusal,
+    )
+    decoding = DecodedAudioBudget(
+        settings.max_decoded_audio_bytes,
+        max_wait_seconds=settings.max_queue_wait_seconds,
+        on_change=metrics.set_decoded_audio,
     )
     # A default, not an Annotated alias: the annotations here are strings that FastAPI
     # resolves in the module's globals, where this function's ``get_backend`` is not.
@@ -207,39 +211,42 @@ def create_app(
         decoded, so an error up to then is an ordinary error response.
         """
         state = http_request.state
-        data = await file.read()
-        samples = await anyio.to_thread.run_sync(
-            lambda: decode_audio(data, max_seconds=settings.max_audio_seconds)
+        # Held for the whole request: decoding is bounded per request, not per process.
+        await held.enter_async_context(decoding.reserve())
+        report = DecodeReport()
+        windows = decoding.windows(
+            file.file,
+            max_seconds=settings.max_audio_seconds,
+            vad=request.manifest.engine_config.vad_filter,
+            chunking=request.chunking,
+            report=report,
         )
-        duration = len(samples) / SAMPLE_RATE
-        state.audio_seconds = round(duration, 2)
-        vad = request.manifest.engine_config.vad_filter
-        windows = await anyio.to_thread.run_sync(
-            lambda: split_into_windows(samples, vad=vad, chunking=request.chunking)
-        )
-        jobs = [
-            TranscriptionJob.from_samples(
-                window.samples,
-                offset=window.offset,
-                task=request.task,
-                language=request.language,
-                prompt=request.prompt,
-                temperature=request.temperature,
-                word_timestamps=request.word_timestamps,
-            )
-            for window in windows
-        ]
+
+        async def jobs() -> AsyncIterator[TranscriptionJob]:
+            async for window in windows:
+                yield TranscriptionJob.from_pcm16(
+                    window.samples,
+                    offset=window.offset,
+                    task=request.task,
+                    language=request.language,
+                    prompt=request.prompt,
+                    temperature=request.temperature,
+                    word_timestamps=request.word_timestamps,
+                )
+            state.audio_seconds = round(report.audio_seconds, 2)
+            metrics.observe_decode(request.model, report.seconds)
+
         results = results_in_order(
             backend,
             request.model,
-            jobs,
+            jobs(),
             in_flight=WINDOWS_IN_FLIGHT_PER_REQUEST,
             first_alone=request.stream,
         )
         held.push_async_callback(results.aclose)
 
         def finish(window_results: list[TranscriptionResult]) -> TranscriptionResult:
-            result = merge_window_results(window_results, duration)
+            result = merge_window_results(window_results, report.audio_seconds)
             if not result.language:
                 # No window had speech, so none was decoded: report the requested language
                 # (or English) rather than an empty one in verbose_json.

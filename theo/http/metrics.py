@@ -38,6 +38,22 @@ def _metrics() -> dict[str, Any]:
             ["model"],
             buckets=WAIT_BUCKETS,
         ),
+        "decoded_bytes": prom.Gauge(
+            "theo_decoded_audio_bytes",
+            "Bytes of decoded audio (16 kHz int16) requests hold now, while it is cut.",
+            multiprocess_mode="livesum",
+        ),
+        "decoded_seconds": prom.Gauge(
+            "theo_decoded_audio_seconds",
+            "Seconds of decoded audio requests hold now, while it is cut.",
+            multiprocess_mode="livesum",
+        ),
+        "decode": prom.Histogram(
+            "theo_decode_seconds",
+            "Time a request spent decoding its upload and cutting it into windows.",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+        ),
         "refused": prom.Counter(
             "theo_requests_refused",  # exposed as theo_requests_refused_total
             "Requests refused with 503 by a model's queue, by reason.",
@@ -47,7 +63,8 @@ def _metrics() -> dict[str, Any]:
 
 
 class AdmissionMetrics:
-    """Per model: requests waiting and in progress, time waited, requests refused."""
+    """Per model: requests waiting and in progress, time waited and decoding, refusals;
+    and the decoded audio held now."""
 
     def set_load(self, model: str, *, queued: int, in_progress: int) -> None:
         _metrics()["queued"].labels(model=model).set(queued)
@@ -55,6 +72,13 @@ class AdmissionMetrics:
 
     def observe_wait(self, model: str, seconds: float) -> None:
         _metrics()["wait"].labels(model=model).observe(seconds)
+
+    def set_decoded_audio(self, held_bytes: int) -> None:
+        _metrics()["decoded_bytes"].set(held_bytes)
+        _metrics()["decoded_seconds"].set(held_bytes / 2 / 16_000)
+
+    def observe_decode(self, model: str, seconds: float) -> None:
+        _metrics()["decode"].labels(model=model).observe(seconds)
 
     def count_refusal(self, model: str, reason: str) -> None:
         _metrics()["refused"].labels(model=model, reason=reason).inc()

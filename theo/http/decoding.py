@@ -1,0 +1,142 @@
+"""An upload becomes windows in a worker thread, piece by piece, within memory and CPU bounds.
+
+Each request holds at most a few minutes of int16 audio while it is cut (theo/chunking.py)
+and a few windows ahead of the runner. Across requests, this process bounds the decoded
+audio (requests reserve their share before decoding, and wait for it) and how many decode
+at once (decoding and VAD are CPU work: no more at once than there are cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import anyio
+import numpy as np
+
+from theo.audio import iter_pcm16
+from theo.chunking import WINDOW_SECONDS, AudioWindow, ChunkingStrategy, cut_windows
+from theo.errors import ServiceUnavailableError
+from theo.streaming_vad import BATCH_FRAMES, FRAME
+from theo.transcription import SAMPLE_RATE
+
+# The most one request's decoding holds: the cutter's int16 audio (a VAD batch of 320 s, a
+# window over it, padding, a 5 s piece), the windows cut ahead of the runner, and the VAD
+# batch's float32 copy (with its 64-sample context per 512-sample frame) while it runs.
+_CUTTER_SECONDS = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + 5
+WINDOWS_AHEAD = 2
+PER_REQUEST_BYTES = int(
+    _CUTTER_SECONDS * SAMPLE_RATE * 2
+    + WINDOWS_AHEAD * WINDOW_SECONDS * SAMPLE_RATE * 2
+    + BATCH_FRAMES * (FRAME + 64) * 4
+)
+
+
+def default_decoders() -> int:
+    """Decodes at once: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass
+class DecodeReport:
+    """What decoding one upload took, filled in as it goes."""
+
+    samples: int = 0  # decoded so far (16 kHz)
+    seconds: float = 0.0  # spent decoding and cutting
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+
+class DecodedAudioBudget:
+    """Bounds the decoded audio held by this process's requests, and decodes at once."""
+
+    def __init__(
+        self,
+        max_bytes: int,
+        *,
+        max_decoders: int | None = None,
+        max_wait_seconds: float = 60.0,
+        on_change: Callable[[int], None] | None = None,
+    ):
+        self.slots = max(1, max_bytes // PER_REQUEST_BYTES)
+        self._reservations = asyncio.Semaphore(self.slots)
+        self._cpu = anyio.CapacityLimiter(max_decoders or default_decoders())
+        self._max_wait = max_wait_seconds
+        self._held: dict[int, int] = {}  # request key -> bytes of audio held now
+        self._on_change = on_change
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of decoded audio held by requests now."""
+        return sum(self._held.values())
+
+    @asynccontextmanager
+    async def reserve(self) -> AsyncIterator[None]:
+        """Hold one request's share of the budget; 503 if none frees up in time."""
+        try:
+            await asyncio.wait_for(self._reservations.acquire(), self._max_wait)
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                "The server holds as much decoded audio as it may; retry shortly.",
+                code="decode_budget_exhausted",
+            ) from None
+        try:
+            yield
+        finally:
+            self._reservations.release()
+
+    async def windows(
+        self,
+        source: BinaryIO | bytes,
+        *,
+        max_seconds: float | None,
+        vad: bool,
+        chunking: ChunkingStrategy | None,
+        report: DecodeReport,
+    ) -> AsyncIterator[AudioWindow]:
+        """The windows of ``source``, decoded and cut in a worker thread as they are asked for.
+
+        Audio errors (undecodable, too long) are raised when they are met, maybe after some
+        windows. ``report`` follows the audio decoded and the time it took.
+        """
+        key = id(object())
+        self._held[key] = 0
+
+        def held(size: int) -> None:
+            self._held[key] = size
+            self._notify()
+
+        def counted() -> Iterator[np.ndarray]:
+            for piece in iter_pcm16(source, max_seconds=max_seconds):
+                report.samples += len(piece)
+                yield piece
+
+        cutter = cut_windows(counted(), vad=vad, chunking=chunking, on_held=held)
+
+        def step() -> AudioWindow | None:
+            started = time.perf_counter()
+            try:
+                return next(cutter, None)
+            finally:
+                report.seconds += time.perf_counter() - started
+
+        try:
+            while True:
+                window = await anyio.to_thread.run_sync(step, limiter=self._cpu)
+                if window is None:
+                    return
+                yield window
+        finally:
+            self._held.pop(key, None)
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.held_bytes)
