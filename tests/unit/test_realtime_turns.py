@@ -15,8 +15,8 @@ from theo.realtime.turns import (
     UtteranceEnded,
     UtteranceStarted,
 )
-from theo.realtime.vad import SpeechEnd, SpeechStart, TurnDetector, has_speech, silero_model
-from theo.streaming_vad import FRAME
+from theo.realtime.vad import SpeechEnd, SpeechStart, TurnDetector, has_speech
+from theo.streaming_vad import FRAME, silero_model
 
 RATE = 16_000
 DEFAULT_VAD = ServerVad()
@@ -71,12 +71,12 @@ def test_the_turns_do_not_depend_on_how_the_audio_was_cut(chunk: int) -> None:
 
 def test_quiet_speech_right_after_loud_speech_is_found() -> None:
     # QUIET peaks at -48 dBFS. Carried on from LOUD, Silero's state would score its speech
-    # ~0.2 for seconds; reset at the end of LOUD's utterance, it finds it where it would alone.
+    # ~0.2 for seconds; reset after a second of silence, it finds it where it would alone.
     (alone, _) = turns_of(np.concatenate([QUIET, silence(1)]))
-    quiet_starts = len(LOUD) + int(0.8 * RATE)
-    audio = np.concatenate([LOUD, silence(0.8), QUIET, silence(1)])
+    quiet_starts = len(LOUD) + int(1.2 * RATE)
+    audio = np.concatenate([LOUD, silence(1.2), QUIET, silence(1)])
     starts = [t.start for t in turns_of(audio) if isinstance(t, UtteranceStarted)]
-    assert starts[1] <= quiet_starts + alone.start + FRAME
+    assert starts[1] <= quiet_starts + alone.start + 3 * FRAME  # within 0.1 s
 
 
 def test_an_utterance_is_cut_at_30_seconds_in_a_pause() -> None:

@@ -42,9 +42,9 @@ from theo.realtime.events import (
 )
 from theo.realtime.session import LiveSession, ModelSlots
 from theo.realtime.shutdown import ShutdownHook
-from theo.realtime.vad import silero_model
 from theo.registry import ModelRegistry
 from theo.settings import Settings
+from theo.streaming_vad import silero_model
 
 logger = logging.getLogger(__name__)
 

@@ -36,11 +36,13 @@ class UtteranceStarted:
 @dataclass(frozen=True)
 class UtteranceEnded:
     """The utterance from ``start`` to ``end`` is complete: silence followed it
-    (``speech_stopped``), or it reached 30 s and goes on in a new one."""
+    (``speech_stopped``), or it reached 30 s and goes on in a new one. Its last frame of
+    speech ends at ``last_speech``."""
 
     start: int
     end: int
     speech_stopped: bool
+    last_speech: int = 0
 
 
 Turn = UtteranceStarted | UtteranceEnded
@@ -59,6 +61,7 @@ class SpeechInput:
         # The utterance in progress: with server VAD, from speech start; without, all of
         # the uncommitted audio.
         self.open_start: int | None = None if self._detector else 0
+        self.last_speech = 0  # where the last frame at or above the threshold ends
 
     @property
     def speaking(self) -> bool:
@@ -83,6 +86,8 @@ class SpeechInput:
         turns: list[Turn] = []
         for offset in range(len(scores)):
             frame = first + offset
+            if scores[offset] >= self.threshold:
+                self.last_speech = (frame + 1) * FRAME
             if self._detector is not None:
                 event = self._detector.step(frame, float(scores[offset]))
                 if isinstance(event, SpeechStart):
@@ -90,16 +95,15 @@ class SpeechInput:
                     self.open_start = max(self.buffer.start, event.sample - padding)
                     turns.append(UtteranceStarted(self.open_start))
                 elif isinstance(event, SpeechEnd) and self.open_start is not None:
-                    turns.append(UtteranceEnded(self.open_start, event.sample, True))
+                    ended = UtteranceEnded(self.open_start, event.sample, True, self.last_speech)
+                    turns.append(ended)
                     self.open_start = None
-                    # The frames after it are scored afresh (SpeechFrames says why).
-                    self._frames.reset()
-                    rest = (offset + 1) * FRAME
-                    scores[offset + 1 :] = self._frames.score(audio[rest:])
+                    # What follows is also scored afresh (SpeechFrames says why).
+                    scores[offset + 1 :] = self._frames.restart(audio, offset + 1)
             start = self.open_start
             if start is not None and (frame + 1) * FRAME - start >= MAX_UTTERANCE_SAMPLES:
                 cut = self._cut_point(start, (frame + 1) * FRAME, scores[: offset + 1])
-                turns.append(UtteranceEnded(start, cut, False))
+                turns.append(UtteranceEnded(start, cut, False, min(self.last_speech, cut)))
                 self.open_start = cut
                 if self._detector is not None:
                     turns.append(UtteranceStarted(cut))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,26 +26,23 @@ _HYSTERESIS = 0.15
 MIN_SPEECH_SECONDS = 0.1
 
 
-@lru_cache(maxsize=1)
-def silero_model() -> Any:
-    """faster-whisper's Silero VAD model (one ONNX session, shared by every live session)."""
-    from faster_whisper.vad import get_vad_model
-
-    return get_vad_model()
-
-
 class SpeechFrames:
     """Silero's speech probabilities of a stream's whole frames, as its samples arrive.
 
-    The model's state carries from frame to frame. After speech ends it is reset: carried
-    on, it lowers the scores of quieter speech that follows louder speech (by 0.5 or more
-    for a second or two), so the start of the next utterance would be missed.
+    Silero's state carries from frame to frame, and so it adapts to the level of what it
+    heard: carried on from loud speech, it scores quieter speech that follows it 0.5 lower
+    for a second or two, and a next speaker's first words would be missed; reset, it scores
+    the first words after a short pause lower. So each frame is scored twice, with the state
+    carried since the stream began and with one reset when an utterance ends
+    (:meth:`restart`), and counts as speech if either says so.
     """
 
-    def __init__(self, model: Any):
-        self._model = model
-        self._probabilities = SpeechProbabilities(model)
+    def __init__(self, session: Any):
+        self._session = session  # Silero's ONNX session (theo.streaming_vad.silero_model)
+        self._carried = SpeechProbabilities(session)
+        self._fresh = SpeechProbabilities(session)
         self._pending = np.zeros(0, dtype=np.float32)
+        self._last_carried = np.zeros(0, dtype=np.float32)
         self.frames = 0  # whole frames received so far
 
     def split(self, samples: np.ndarray) -> np.ndarray:
@@ -62,11 +58,24 @@ class SpeechFrames:
         """The probabilities of whole frames, following the frames scored before them."""
         if not len(frames):
             return np.zeros(0, dtype=np.float32)
-        return self._probabilities.batch(frames)
+        self._last_carried = self._carried.batch(frames)
+        scores: np.ndarray = np.maximum(self._last_carried, self._fresh.batch(frames))
+        return scores
+
+    def restart(self, frames: np.ndarray, first: int) -> np.ndarray:
+        """Reset the fresh state before frame ``first`` of the last :meth:`score`'s
+        ``frames``; their probabilities from that frame on."""
+        self._fresh = SpeechProbabilities(self._session)
+        rest = frames[first * FRAME :]
+        if not len(rest):
+            return np.zeros(0, dtype=np.float32)
+        scores: np.ndarray = np.maximum(self._last_carried[first:], self._fresh.batch(rest))
+        return scores
 
     def reset(self) -> None:
-        """Score the next frames as if the stream started with them."""
-        self._probabilities = SpeechProbabilities(self._model)
+        """Score the next frames as if the stream started with them (the input was cleared)."""
+        self._carried = SpeechProbabilities(self._session)
+        self._fresh = SpeechProbabilities(self._session)
 
 
 @dataclass(frozen=True)
