@@ -284,7 +284,7 @@ def test_server_vad_turns_speech_into_a_transcribed_item(
             delta["delta"]
             == completed["transcript"]
             == backend.text(
-                TranscriptionJob.from_samples(np.zeros(int(seconds * 16000), np.float32))
+                TranscriptionJob.from_samples(np.zeros(int(backend.finals[-1] * 16000), np.float32))
             )
         )
         done = receive(ws)
@@ -442,6 +442,37 @@ def test_a_failed_decode_fails_its_item_and_the_session_goes_on(
         assert failed["error"]["type"] == "server_error"
         append(ws, SHORT + SILENCE)
         assert until(ws, COMPLETED)["transcript"]
+
+
+def test_the_final_decode_starts_before_the_silence_is_over(
+    client: TestClient, backend: ScriptedBackend
+) -> None:
+    with client.websocket_connect(GA) as ws:
+        receive(ws)
+        append(ws, SILENCE + SHORT + SILENCE, chunk=960)  # 20 ms appends
+        started = until(ws, "input_audio_buffer.speech_started")
+        stopped = until(ws, "input_audio_buffer.speech_stopped")
+        until(ws, COMPLETED)
+    (decoded,) = backend.finals  # one decode, started 300 ms before the silence was over
+    committed = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
+    assert decoded == pytest.approx(committed - 0.3, abs=0.07)
+
+
+def test_an_early_decode_is_not_the_text_when_speech_goes_on(
+    client: TestClient, backend: ScriptedBackend
+) -> None:
+    words = SHORT[int(0.55 * 48000) : int(1.75 * 48000)]  # the clip's speech, 1.2 s
+    pause = bytes(2 * int(0.4 * 24000))  # long enough to decode early, too short to end it
+    with client.websocket_connect(GA) as ws:
+        receive(ws)
+        append(ws, SILENCE + words + pause + words + SILENCE, chunk=960)
+        started = until(ws, "input_audio_buffer.speech_started")
+        stopped = until(ws, "input_audio_buffer.speech_stopped")
+        completed = until(ws, COMPLETED)
+    committed = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
+    assert len(backend.finals) >= 2  # the early one was not used
+    assert backend.finals[-1] == pytest.approx(committed - 0.3, abs=0.07)
+    assert len(completed["transcript"].split()) == max(1, int(backend.finals[-1] * 2))
 
 
 # -- Partial text -------------------------------------------------------------------------------

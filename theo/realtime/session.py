@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -68,6 +69,13 @@ MIN_COMMIT_SAMPLES = SAMPLE_RATE // 10  # OpenAI refuses to commit less than 100
 # conditions a window on the text before it: an utterance cut at a pause ("ask not") is
 # then decoded as the sentence it continues, not on its own ("Knock!").
 CONTEXT_WORDS = 40
+# Server VAD waits for silence_duration_ms of silence before it ends an utterance. The
+# final decode starts earlier, this long before that, on the audio so far: if the silence
+# lasts, the utterance's text is ready sooner; if speech resumes, it served as a partial
+# re-decode. Only while the model's live lane is idle, so that it never delays another
+# session's utterance.
+SPECULATE_BEFORE_MS = 300
+MIN_SPECULATION_SILENCE_MS = 150
 # Client events of a conversation session, which a transcription session does not have.
 CONVERSATION_EVENTS = frozenset(
     {
@@ -84,6 +92,15 @@ CONVERSATION_EVENTS = frozenset(
 
 def milliseconds(sample: int) -> int:
     return sample * 1000 // SAMPLE_RATE
+
+
+@dataclass
+class Speculation:
+    """A final decode started before the utterance ended, of its audio up to ``end``."""
+
+    item_id: str
+    end: int
+    decode: asyncio.Task[TranscriptionResult]
 
 
 @dataclass
@@ -157,6 +174,7 @@ class LiveSession:
         self._partial = PartialText()
         self._partial_task: asyncio.Task[None] | None = None
         self._partial_from = 0  # sample up to which the last partial re-decode went
+        self._speculation: Speculation | None = None
         self._last_item_id: str | None = None
         self._context: list[str] = []  # the last words transcribed, for the next prompts
         self._results: asyncio.Queue[Utterance] = asyncio.Queue()
@@ -285,9 +303,10 @@ class LiveSession:
                 item_id = self._item_id or new_id("item")
                 if turn.speech_stopped:
                     self._emit(SpeechStopped(audio_end_ms=milliseconds(turn.end), item_id=item_id))
-                self._commit(turn.start, turn.end, item_id)
+                self._commit(turn.start, turn.end, item_id, last_speech=turn.last_speech)
                 self._item_id = None
         self._speech.trim_idle()
+        self._maybe_speculate()
         self._maybe_partial()
 
     def commit(self) -> None:
@@ -315,9 +334,17 @@ class LiveSession:
 
     # -- Utterances -------------------------------------------------------------------------
 
-    def _commit(self, start: int, end: int, item_id: str) -> None:
+    def _commit(
+        self, start: int, end: int, item_id: str, *, last_speech: int | None = None
+    ) -> None:
         samples, speech = self._speech.take(start, end)
         partial = self._partial if item_id == self._item_id else PartialText()
+        speculation = self._speculation
+        self._speculation = None
+        if speculation is not None and (
+            speculation.item_id != item_id or last_speech is None or last_speech > speculation.end
+        ):
+            speculation = None  # speech went on after its audio: not this utterance's text
         self._reset_partial()
         previous, self._last_item_id = self._last_item_id, item_id
         utterance = Utterance(
@@ -332,7 +359,7 @@ class LiveSession:
         item = Item(id=item_id, content=[ItemContent()])
         kind = "conversation.item.created" if self.dialect == "beta" else "conversation.item.added"
         self._emit(ItemEvent(type=kind, previous_item_id=previous, item=item))
-        utterance.decode = asyncio.create_task(self._decode(utterance))
+        utterance.decode = asyncio.create_task(self._decode(utterance, speculation))
         self._decodes.add(utterance.decode)
         utterance.decode.add_done_callback(self._decodes.discard)
         self._unanswered += 1
@@ -348,10 +375,17 @@ class LiveSession:
             samples, language=transcription.language, prompt=prompt or None
         )
 
-    async def _decode(self, utterance: Utterance) -> TranscriptionResult:
+    async def _decode(
+        self, utterance: Utterance, speculation: Speculation | None = None
+    ) -> TranscriptionResult:
         if not utterance.speech:
+            if speculation is not None:
+                speculation.decode.cancel()
             return TranscriptionResult()  # silence or noise: nothing to decode
-        result = await self._decoder.final(utterance.model, self._job(utterance.samples))
+        if speculation is not None:
+            result = await speculation.decode  # all of its speech; only silence came after
+        else:
+            result = await self._decoder.final(utterance.model, self._job(utterance.samples))
         if result.error is not None:
             logger.error("live decode failed: %s", result.error, extra={"model": utterance.model})
             raise InternalServerError("The transcription of this audio failed.")
@@ -419,6 +453,53 @@ class LiveSession:
                 "status": status,
             },
         )
+
+    def _maybe_speculate(self) -> None:
+        """Start the final decode of the utterance in progress once its silence has lasted
+        all but SPECULATE_BEFORE_MS of what ends it, if the model's live lane is idle."""
+        detection = self.config.turn_detection
+        if detection is None or self._item_id is None or not self._speech.speaking:
+            return
+        silence = self._speech.buffer.end - self._speech.last_speech
+        wait_ms = max(
+            detection.silence_duration_ms - SPECULATE_BEFORE_MS, MIN_SPECULATION_SILENCE_MS
+        )
+        if silence * 1000 < wait_ms * SAMPLE_RATE or self.busy:
+            return
+        current = self._speculation
+        if (
+            current is not None
+            and current.item_id == self._item_id
+            and current.end >= self._speech.last_speech
+        ):
+            return  # it has all the speech there is
+        model = self.config.transcription.model
+        if self._decoder.finals_running(model):
+            return
+        start = self._speech.open_start or 0
+        end = self._speech.buffer.end
+        job = self._job(self._speech.buffer.slice(start, end))
+        task = asyncio.create_task(self._decoder.final(model, job))
+        self._decodes.add(task)
+        task.add_done_callback(self._decodes.discard)
+        task.add_done_callback(functools.partial(self._speculated, self._item_id))
+        self._speculation = Speculation(self._item_id, end, task)
+
+    def _speculated(self, item_id: str, task: asyncio.Task[TranscriptionResult]) -> None:
+        """A speculative decode the utterance did not end with is a partial re-decode."""
+        speculation = self._speculation
+        if (
+            speculation is not None
+            and speculation.decode is task
+            and speculation.end >= self._speech.last_speech
+        ):
+            return  # still the utterance's candidate text
+        if task.cancelled() or task.exception() is not None:
+            return
+        if item_id == self._item_id and not self.busy and self._settings.realtime_partials:
+            delta = self._partial.update(task.result().text)
+            if delta:
+                self._emit(TranscriptionDelta(item_id=item_id, delta=delta))
 
     # -- Partial text -----------------------------------------------------------------------
 
