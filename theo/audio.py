@@ -20,7 +20,7 @@ from theo.errors import AudioDecodeError, AudioTooLongError
 from theo.transcription import SAMPLE_RATE
 
 # How much audio each piece from iter_pcm16 holds at most (it may hold a little more).
-PIECE_SECONDS = 5.0
+PIECE_SECONDS = 20.0
 
 
 def iter_pcm16(

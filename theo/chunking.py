@@ -93,6 +93,74 @@ class _Retained:
         return sum(piece.nbytes for _, piece in self._pieces)
 
 
+class WindowCutter:
+    """Cuts audio fed piece by piece (16 kHz, int16 or float32) into windows, in order.
+
+    Audio up to 30 s is one window unless ``vad`` or a ``chunking`` strategy is given;
+    longer audio is cut at pauses found by Silero VAD (with the strategy's settings).
+    Windows keep the silence inside them so timestamps stay real; stretches with no
+    speech at all are skipped. :attr:`held_bytes` is the audio it holds now.
+    """
+
+    def __init__(self, *, vad: bool = False, chunking: ChunkingStrategy | None = None):
+        self._window = int(WINDOW_SECONDS * SAMPLE_RATE)
+        # Whisper tends to stop at a long pause and drop what follows it in the same
+        # window, so a window only spans speech separated by short pauses.
+        self._max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
+        self._audio = _Retained()
+        self._options = (chunking or DEFAULT_CHUNKING).vad_options()
+        # Without VAD, audio is held until it is known to be longer than one window.
+        self._vad: StreamingVad | None = None
+        self._always_vad = vad or chunking is not None
+        self._span: list[int] | None = None  # the window being grown: [start, end]
+
+    @property
+    def held_bytes(self) -> int:
+        return self._audio.held_bytes
+
+    def feed(self, piece: np.ndarray) -> list[AudioWindow]:
+        """The windows known once ``piece`` (the audio that follows the last one) is in."""
+        self._audio.append(piece)
+        if self._vad is None:
+            if not self._always_vad and self._audio.held <= self._window:
+                return []
+            self._vad = StreamingVad(self._options, silero_model())
+            piece = self._audio.slice(0, self._audio.end)  # all of it, the first time
+        as_float = pcm16_to_float32(piece) if piece.dtype == np.int16 else piece
+        windows = [w for speech in self._vad.feed(as_float) for w in self._take(speech)]
+        keep_from = self._vad.earliest_open_sample
+        if self._span is not None:
+            keep_from = min(keep_from, self._span[0])
+        self._audio.drop_before(keep_from)
+        return windows
+
+    def finish(self) -> list[AudioWindow]:
+        """The remaining windows, once the audio has ended."""
+        audio = self._audio
+        if self._vad is None:  # the whole audio fits one window
+            return [AudioWindow(0.0, audio.slice(0, audio.end))] if audio.end else []
+        windows = [w for speech in self._vad.finish() for w in self._take(speech)]
+        if self._span:
+            windows.append(self._cut(self._span))
+        self._span = None
+        return windows
+
+    def _take(self, speech: Speech) -> list[AudioWindow]:
+        span = self._span
+        if (
+            span
+            and speech.start - span[1] <= self._max_gap
+            and speech.end - span[0] <= (self._window)
+        ):
+            span[1] = speech.end
+            return []
+        self._span = [speech.start, min(speech.end, speech.start + self._window)]
+        return [self._cut(span)] if span else []
+
+    def _cut(self, span: list[int]) -> AudioWindow:
+        return AudioWindow(span[0] / SAMPLE_RATE, self._audio.slice(span[0], span[1]))
+
+
 def cut_windows(
     pieces: Iterable[np.ndarray],
     *,
@@ -100,61 +168,16 @@ def cut_windows(
     chunking: ChunkingStrategy | None = None,
     on_held: Callable[[int], None] | None = None,
 ) -> Iterator[AudioWindow]:
-    """Windows of the audio ``pieces`` make up (16 kHz, int16 or float32), in order, as known.
+    """The windows of the audio ``pieces`` make up, as :class:`WindowCutter` cuts them.
 
-    Audio up to 30 s is one window unless ``vad`` or a ``chunking`` strategy is given;
-    longer audio is cut at pauses found by Silero VAD (with the strategy's settings).
-    Windows keep the silence inside them so timestamps stay real; stretches with no
-    speech at all are skipped. ``on_held`` hears how many bytes of audio the cutter holds
-    after each piece (for memory accounting).
+    ``on_held`` hears how many bytes of audio the cutter holds after each piece.
     """
-    window = int(WINDOW_SECONDS * SAMPLE_RATE)
-    audio = _Retained()
-    iterator = iter(pieces)
-    if not vad and chunking is None:
-        for piece in iterator:
-            audio.append(piece)
-            if audio.held > window:
-                break
-        else:  # the whole audio fits one window
-            yield AudioWindow(0.0, audio.slice(0, audio.end))
-            return
-    streaming = StreamingVad((chunking or DEFAULT_CHUNKING).vad_options(), silero_model())
-    # Whisper tends to stop at a long pause and drop what follows it in the same window,
-    # so a window only spans speech separated by short pauses.
-    max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
-    span: list[int] | None = None  # the window being grown: [start, end]
-
-    def take(speech: Speech) -> Iterator[AudioWindow]:
-        nonlocal span
-        if span and speech.start - span[1] <= max_gap and speech.end - span[0] <= window:
-            span[1] = speech.end
-            return
-        if span:
-            yield AudioWindow(span[0] / SAMPLE_RATE, audio.slice(span[0], span[1]))
-        span = [speech.start, min(speech.end, speech.start + window)]
-
-    def feed(piece: np.ndarray) -> Iterator[AudioWindow]:
-        as_float = pcm16_to_float32(piece) if piece.dtype == np.int16 else piece
-        for speech in streaming.feed(as_float):
-            yield from take(speech)
-        keep_from = streaming.earliest_open_sample
-        if span is not None:
-            keep_from = min(keep_from, span[0])
-        audio.drop_before(keep_from)
+    cutter = WindowCutter(vad=vad, chunking=chunking)
+    for piece in pieces:
+        yield from cutter.feed(piece)
         if on_held is not None:
-            on_held(audio.held_bytes)
-
-    already = audio.slice(0, audio.end) if audio.held else None
-    if already is not None:
-        yield from feed(already)
-    for piece in iterator:
-        audio.append(piece)
-        yield from feed(piece)
-    for speech in streaming.finish():
-        yield from take(speech)
-    if span:
-        yield AudioWindow(span[0] / SAMPLE_RATE, audio.slice(span[0], span[1]))
+            on_held(cutter.held_bytes)
+    yield from cutter.finish()
 
 
 def split_into_windows(

@@ -11,7 +11,7 @@ import pytest
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from tests.conftest import FIXTURES
-from theo.audio import decode_audio, iter_pcm16
+from theo.audio import PIECE_SECONDS, decode_audio, iter_pcm16
 from theo.chunking import DEFAULT_CHUNKING, WINDOW_SECONDS, cut_windows
 from theo.streaming_vad import BATCH_FRAMES, FRAME, Speech, iter_speech
 from theo.transcription import SAMPLE_RATE
@@ -118,4 +118,4 @@ def test_decoded_pieces_are_bounded_and_add_up() -> None:
     assert all(p.dtype == np.int16 for p in pieces)
     whole = np.concatenate(pieces).astype(np.float32) / 32768
     assert np.array_equal(whole, decode_audio(data))
-    assert max(len(p) for p in pieces) <= 6 * SAMPLE_RATE
+    assert max(len(p) for p in pieces) <= (PIECE_SECONDS + 1) * SAMPLE_RATE

@@ -9,26 +9,26 @@ at once (decoding and VAD are CPU work: no more at once than there are cores).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import anyio
-import numpy as np
 
-from theo.audio import iter_pcm16
-from theo.chunking import WINDOW_SECONDS, AudioWindow, ChunkingStrategy, cut_windows
+from theo.audio import PIECE_SECONDS, iter_pcm16
+from theo.chunking import WINDOW_SECONDS, AudioWindow, ChunkingStrategy, WindowCutter
 from theo.errors import ServiceUnavailableError
 from theo.streaming_vad import BATCH_FRAMES, FRAME
 from theo.transcription import SAMPLE_RATE
 
 # The most one request's decoding holds: the cutter's int16 audio (a VAD batch of 320 s, a
-# window over it, padding, a 5 s piece), the windows cut ahead of the runner, and the VAD
+# window over it, padding, a piece), the windows cut ahead of the runner, and the VAD
 # batch's float32 copy (with its 64-sample context per 512-sample frame) while it runs.
-_CUTTER_SECONDS = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + 5
+_CUTTER_SECONDS = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + PIECE_SECONDS
 WINDOWS_AHEAD = 2
 PER_REQUEST_BYTES = int(
     _CUTTER_SECONDS * SAMPLE_RATE * 2
@@ -70,6 +70,7 @@ class DecodedAudioBudget:
         self._cpu = anyio.CapacityLimiter(max_decoders or default_decoders())
         self._max_wait = max_wait_seconds
         self._held: dict[int, int] = {}  # request key -> bytes of audio held now
+        self._keys = itertools.count()
         self._on_change = on_change
 
     @property
@@ -106,32 +107,35 @@ class DecodedAudioBudget:
         Audio errors (undecodable, too long) are raised when they are met, maybe after some
         windows. ``report`` follows the audio decoded and the time it took.
         """
-        key = id(object())
+        key = next(self._keys)
         self._held[key] = 0
 
         def held(size: int) -> None:
             self._held[key] = size
             self._notify()
 
-        def counted() -> Iterator[np.ndarray]:
-            for piece in iter_pcm16(source, max_seconds=max_seconds):
-                report.samples += len(piece)
-                yield piece
+        pieces = iter_pcm16(source, max_seconds=max_seconds)
+        cutter = WindowCutter(vad=vad, chunking=chunking)
 
-        cutter = cut_windows(counted(), vad=vad, chunking=chunking, on_held=held)
-
-        def step() -> AudioWindow | None:
+        def step() -> list[AudioWindow] | None:
+            """Decode and cut one piece (~20 ms of CPU): the windows it completes."""
             started = time.perf_counter()
             try:
-                return next(cutter, None)
+                piece = next(pieces, None)
+                if piece is None:
+                    return None
+                report.samples += len(piece)
+                return cutter.feed(piece)
             finally:
                 report.seconds += time.perf_counter() - started
+                held(cutter.held_bytes)
 
         try:
-            while True:
-                window = await anyio.to_thread.run_sync(step, limiter=self._cpu)
-                if window is None:
-                    return
+            # One piece per thread call: many uploads take turns on the cores.
+            while (windows := await anyio.to_thread.run_sync(step, limiter=self._cpu)) is not None:
+                for window in windows:
+                    yield window
+            for window in await anyio.to_thread.run_sync(cutter.finish, limiter=self._cpu):
                 yield window
         finally:
             self._held.pop(key, None)
