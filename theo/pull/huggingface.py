@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from theo import hub
 from theo.catalog import HF_REPO_PATTERN, HuggingFaceSource
 from theo.manifest import ModelManifest
 from theo.model_folder import ModelFolderError, check_model_folder
+from theo.pull import hub_download as hub
 from theo.pull.files import copy_file
 from theo.pull.install import PullError, check_files
 
