@@ -13,7 +13,7 @@ from theo.pull import (
     PullError,
     PullResult,
     SourceChoice,
-    import_folder,
+    install_folder,
     is_huggingface_repo,
     pull_huggingface,
     pull_model,
@@ -59,7 +59,7 @@ def pull(
       ORG/REPO   any CTranslate2 Whisper repository on the Hugging Face Hub,
                  e.g. Systran/faster-whisper-small (HF_HUB_OFFLINE=1 uses the
                  HF cache only)
-      PATH       a local CTranslate2 Whisper folder (air-gapped import)
+      PATH       a local CTranslate2 Whisper folder (air-gapped install)
 
     A pull is atomic: the model appears only once every file is there and
     checked. Pulling an installed model does nothing unless --force.
@@ -95,7 +95,7 @@ def _pull_one(
     if path.is_dir() or looks_like_path:
         if not path.is_dir():
             raise PullError(f"{item}: no such folder")
-        return import_folder(path, models_dir, name=name, manifest_file=manifest_file, force=force)
+        return install_folder(path, models_dir, name=name, manifest_file=manifest_file, force=force)
     if is_huggingface_repo(item):
         return pull_huggingface(
             item,

@@ -36,7 +36,7 @@ __all__ = [
     "PullError",
     "PullResult",
     "SourceChoice",
-    "import_folder",
+    "install_folder",
     "is_huggingface_repo",
     "pull_huggingface",
     "pull_model",
@@ -126,7 +126,7 @@ def pull_huggingface(
     )
 
 
-def import_folder(
+def install_folder(
     folder: Path,
     models_dir: Path,
     *,
