@@ -85,7 +85,7 @@ class EngineConfig(_Strict):
         default=0,
         ge=0,
         le=256,
-        description="CPU only: windows per encoder call within a decode batch (0 = all); "
+        description="CPU only: windows per encoder call within a stack (0 = all); "
         "on one thread a stacked encode costs more per window than single ones",
     )
     max_latency_ms: int = Field(default=60_000, ge=100)
