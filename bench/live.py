@@ -348,10 +348,26 @@ class Row:
     others: float = 0.0  # cores' worth of CPU other work on the machine took meanwhile
 
 
+async def wait_for_quiet(server: Server, most: float, patience: float) -> None:
+    """Wait (up to ``patience`` seconds) until other work takes less than ``most`` cores."""
+    deadline = time.monotonic() + patience
+    while True:
+        busy, own, cpu = _busy_seconds(), _own_seconds(), server.cpu_seconds()
+        await asyncio.sleep(5)
+        others = (
+            _busy_seconds() - busy - (_own_seconds() - own) - (server.cpu_seconds() - cpu)
+        ) / 5
+        if others < most or time.monotonic() > deadline:
+            return
+        print(f"  waiting for a quieter machine (others: {others:.2f} cores)", flush=True)
+
+
 async def measure(
     server: Server, model: str, config: str, sessions: int, pool: list[Clip], args: Any
 ) -> Row:
     url = f"ws://127.0.0.1:{server.port}/v1/realtime?intent=transcription"
+    if args.quiet_below:
+        await wait_for_quiet(server, args.quiet_below, args.quiet_patience)
     rng = random.Random(sessions)
     busy_before, own_before = _busy_seconds(), _own_seconds()
     cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
@@ -531,6 +547,13 @@ def main() -> None:
     parser.add_argument(
         "--append", action="store_true", help="keep the rows of earlier runs in --output"
     )
+    parser.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.0,
+        help="before each run, wait until other work takes fewer cores than this",
+    )
+    parser.add_argument("--quiet-patience", type=float, default=1800.0, help="seconds")
     asyncio.run(run(parser.parse_args()))
 
 
