@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from openai import OpenAI
 
@@ -92,6 +94,27 @@ def post_audio(server: RunningServer, name: str, data: bytes, **fields: Any) -> 
         data={"model": TINY, **fields},
         timeout=120,
     )
+
+
+def runner_process(server: RunningServer, service: str) -> psutil.Process:
+    """The worker process of a runner service (its command line names the service)."""
+    for process in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            command = process.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "--service-name" in command and command[command.index("--service-name") + 1] == service:
+            return process
+    raise AssertionError(f"no process for {service}")
+
+
+def api_process(server: RunningServer) -> psutil.Process:
+    """The worker process of the API service (the one that is not a runner's)."""
+    for process in psutil.Process(server.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "runner_" not in " ".join(process.cmdline()):
+                return process
+    raise AssertionError("no API worker process")
 
 
 def stop_server(server: RunningServer) -> None:

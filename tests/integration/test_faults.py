@@ -12,11 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import BASE, TINY, RunningServer, start_server, stop_server
+from tests.integration.conftest import (
+    BASE,
+    TINY,
+    RunningServer,
+    runner_process,
+    start_server,
+    stop_server,
+)
 
 TINY_RUNNER = "runner_faster_whisper_tiny_en"
 CLIP = FIXTURES / "LJ001-0008.mp3"
@@ -97,18 +103,6 @@ def fresh_server(tmp_path: Path) -> Iterator[RunningServer]:
     server = start_server(tmp_path, env={"THEO_REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT)})
     yield server
     stop_server(server)
-
-
-def runner_process(server: RunningServer, service: str) -> psutil.Process:
-    """The worker process of a runner service (its command line names the service)."""
-    for process in psutil.Process(server.process.pid).children(recursive=True):
-        try:
-            command = process.cmdline()
-        except psutil.NoSuchProcess:
-            continue
-        if "--service-name" in command and command[command.index("--service-name") + 1] == service:
-            return process
-    raise AssertionError(f"no process for {service}")
 
 
 def health(server: RunningServer) -> tuple[int, dict[str, bool]]:

@@ -14,7 +14,13 @@ import psutil
 import pytest
 
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import RunningServer, post_audio, start_server, stop_server
+from tests.integration.conftest import (
+    RunningServer,
+    api_process,
+    post_audio,
+    start_server,
+    stop_server,
+)
 
 JFK_TEXT = (
     "And so my fellow Americans, ask not what your country can do for you, "
@@ -43,14 +49,6 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     server = start_server(tmp_path_factory.mktemp("memory"))
     yield server
     stop_server(server)
-
-
-def api_process(server: RunningServer) -> psutil.Process:
-    """The worker serving the API (the process tree's one without a runner's name)."""
-    for process in psutil.Process(server.process.pid).children(recursive=True):
-        if "runner_" not in " ".join(process.cmdline()):
-            return process
-    raise AssertionError("no API worker")
 
 
 class PeakRss:

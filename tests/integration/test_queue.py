@@ -136,19 +136,6 @@ def test_a_client_that_hangs_up_while_queued_costs_no_decoding_or_runner_work(
     assert mine[0].get("audio_seconds") is None
 
 
-def _api_worker(server: RunningServer) -> psutil.Process:
-    """The process that serves the API (the one whose command line names no runner)."""
-    tree = psutil.Process(server.process.pid).children(recursive=True)
-    for process in tree:
-        cmdline = " ".join(process.cmdline())
-        if "service:Theo" in cmdline and "runner_" not in cmdline and "--worker-id" in cmdline:
-            return process
-    for process in tree:  # bentoml names its workers differently across versions
-        if "runner_" not in " ".join(process.cmdline()):
-            return process
-    raise AssertionError("no API worker found")
-
-
 def test_memory_stays_bounded_under_many_waiting_uploads(small_queue: RunningServer) -> None:
     # 128 uploads of 10 MB wait behind two long requests; the queue holds at most
     # QUEUED_MB of them and refuses the rest, and uploads wait on disk, not in memory.

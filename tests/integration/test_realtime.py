@@ -22,14 +22,20 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 import websockets
 from openai import AsyncOpenAI
 
 from bench.live import pcm24
 from tests.conftest import FIXTURES, word_errors
-from tests.integration.conftest import TINY, RunningServer, post_audio, start_server, stop_server
+from tests.integration.conftest import (
+    TINY,
+    RunningServer,
+    post_audio,
+    runner_process,
+    start_server,
+    stop_server,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -271,17 +277,6 @@ def guarded(tmp_path: Path) -> Iterator[RunningServer]:
     running = start_server(tmp_path, env=env)
     yield running
     stop_server(running)
-
-
-def runner_process(server: RunningServer, service: str) -> psutil.Process:
-    for process in psutil.Process(server.process.pid).children(recursive=True):
-        with_name = process.cmdline()
-        if (
-            "--service-name" in with_name
-            and with_name[with_name.index("--service-name") + 1] == service
-        ):
-            return process
-    raise AssertionError(f"no process for {service}")
 
 
 async def _open(server: RunningServer, **options: Any) -> Any:

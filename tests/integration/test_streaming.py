@@ -31,7 +31,14 @@ from openai import OpenAI
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 
 from tests.conftest import FIXTURES, REPO_ROOT, normalize_text, word_errors
-from tests.integration.conftest import BASE, TINY, RunningServer, start_server, stop_server
+from tests.integration.conftest import (
+    BASE,
+    TINY,
+    RunningServer,
+    runner_process,
+    start_server,
+    stop_server,
+)
 from theo.audio import decode_audio
 from theo.transcription import SAMPLE_RATE
 
@@ -287,17 +294,6 @@ def test_sixteen_streams_at_once(server: RunningServer, client: OpenAI) -> None:
 
 
 # --- a client that leaves ----------------------------------------------------------------------
-
-
-def runner_process(server: RunningServer, service: str) -> psutil.Process:
-    for process in psutil.Process(server.process.pid).children(recursive=True):
-        try:
-            command = process.cmdline()
-        except psutil.NoSuchProcess:
-            continue
-        if "--service-name" in command and command[command.index("--service-name") + 1] == service:
-            return process
-    raise AssertionError(f"no process for {service}")
 
 
 def settled_cpu(process: psutil.Process, timeout: float = 60.0) -> float:
