@@ -150,7 +150,8 @@ class Connection:
         self.dialect = dialect
         self.session: LiveSession | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | _Close] = asyncio.Queue()
-        self._closed = asyncio.Event()
+        self._closed = asyncio.Event()  # the close was sent, or the client is gone
+        self._closed_wait: asyncio.Task[Any] | None = None
         self.close_code: int | None = None
         self._draining = False
         self._disconnected = False
@@ -274,13 +275,14 @@ class Connection:
         """The next message's data; None once the client is gone or the session timed out."""
         timeout = self.endpoint.settings.realtime_idle_timeout_seconds
         limit = self.endpoint.settings.realtime_max_message_bytes
+        if self._closed_wait is None:  # one waiter for the whole session, not one a message
+            self._closed_wait = asyncio.create_task(self._closed.wait())
+        closed_wait = self._closed_wait
         while True:
-            receive = asyncio.ensure_future(self.websocket.receive())
-            closed = asyncio.ensure_future(self._closed.wait())
+            receive: asyncio.Task[Any] = asyncio.create_task(self.websocket.receive())
             done, _ = await asyncio.wait(
-                {receive, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {receive, closed_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-            closed.cancel()
             if receive not in done:
                 receive.cancel()
                 with contextlib.suppress(BaseException):
@@ -353,6 +355,8 @@ class Connection:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(sender), 5)
         sender.cancel()
+        if self._closed_wait is not None:
+            self._closed_wait.cancel()
         session = self.session
         if session is not None:
             await session.close()
