@@ -65,10 +65,22 @@ def pcm24(path: Path) -> bytes:
 class Clip:
     item: EvalItem
     pcm: bytes
+    speech_end: int = 0  # 24 kHz sample where its speech ends (trailing silence excluded)
 
     @property
     def seconds(self) -> float:
         return len(self.pcm) / 2 / RATE
+
+
+def speech_end(pcm: bytes) -> int:
+    """Where the last speech of a clip ends (Silero, no padding), in 24 kHz samples."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from theo.realtime.audio import InputAudio
+
+    audio = InputAudio("pcm16").decode(pcm)  # 16 kHz, as the server hears it
+    spans = get_speech_timestamps(audio, VadOptions(speech_pad_ms=0, min_silence_duration_ms=100))
+    return int(spans[-1]["end"] * 3 // 2) if spans else len(pcm) // 2
 
 
 @dataclass
@@ -79,7 +91,7 @@ class Sent:
     start_sample: int  # 24 kHz samples since the session began
     end_sample: int
     started: float = 0.0  # wall clock of its first chunk
-    ended: float = 0.0  # ... and of its last one
+    ended: float = 0.0  # ... and of the chunk with its last speech sample
 
 
 @dataclass
@@ -153,7 +165,7 @@ async def _stream(ws: Any, clips: list[Clip], rng: random.Random, result: Sessio
         for sent in plan:
             if first <= sent.start_sample < last:
                 sent.started = now
-            if first < sent.end_sample <= last:
+            if first < sent.start_sample + sent.clip.speech_end <= last:
                 sent.ended = now
         message = {"type": "input_audio_buffer.append", "audio": base64.b64encode(piece).decode()}
         await ws.send(json.dumps(message))
@@ -449,8 +461,9 @@ def markdown(rows: list[Row], file_wers: dict[str, float], meta: dict[str, Any])
         "",
         "N sessions on `/v1/realtime` (GA events, server VAD, silence 500 ms), each streaming",
         f"{meta['clips']} eval clips as 24 kHz PCM in 20-100 ms chunks at real-time pace, 1.2-2 s",
-        "of silence between clips. Latency: from the last sample of a clip's speech sent to its",
-        "`completed` (so it includes the 500 ms of silence server VAD waits for). First delta:",
+        "of silence between clips. Latency: from the sending of the last speech sample of a clip",
+        "(Silero finds where its speech ends) to its `completed`, so it includes the 500 ms of",
+        "silence server VAD waits for. First delta:",
         "from a clip's first sample sent to its first non-empty delta. `add up`: clips whose",
         "deltas, concatenated, equal `completed` (after normalization). CPU: server processes'",
         "CPU time per wall second per session (100 = one core). Errors: error events, failed",
@@ -492,7 +505,9 @@ CONFIGS = {
 
 async def run(args: argparse.Namespace) -> None:
     items = [i for i in eval_items(args.eval_dir) if 2.0 <= i.duration <= 15.0]
-    pool = [Clip(item, pcm24(item.path)) for item in items]
+    pool = [Clip(item, pcm) for item, pcm in ((i, pcm24(i.path)) for i in items)]
+    for clip in pool:
+        clip.speech_end = speech_end(clip.pcm)
     rows: list[Row] = []
     file_wers: dict[str, float] = {}
     for model in args.models:
