@@ -27,6 +27,7 @@ from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL
 from tests.unit.fakes import BackendSlot
 from theo.errors import ServiceUnavailableError, TheoError
 from theo.http.app import create_app
+from theo.realtime.session import SPECULATE_BEFORE_MS
 from theo.registry import ModelRegistry
 from theo.settings import Settings
 from theo.transcription import TranscriptionJob, TranscriptionResult
@@ -453,9 +454,9 @@ def test_the_final_decode_starts_before_the_silence_is_over(
         started = until(ws, "input_audio_buffer.speech_started")
         stopped = until(ws, "input_audio_buffer.speech_stopped")
         until(ws, COMPLETED)
-    (decoded,) = backend.finals  # one decode, started 300 ms before the silence was over
+    (decoded,) = backend.finals  # one decode, started before the silence was over
     committed = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
-    assert decoded == pytest.approx(committed - 0.3, abs=0.07)
+    assert decoded == pytest.approx(committed - SPECULATE_BEFORE_MS / 1000, abs=0.07)
 
 
 def test_an_early_decode_is_not_the_text_when_speech_goes_on(
@@ -471,7 +472,7 @@ def test_an_early_decode_is_not_the_text_when_speech_goes_on(
         completed = until(ws, COMPLETED)
     committed = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
     assert len(backend.finals) >= 2  # the early one was not used
-    assert backend.finals[-1] == pytest.approx(committed - 0.3, abs=0.07)
+    assert backend.finals[-1] == pytest.approx(committed - SPECULATE_BEFORE_MS / 1000, abs=0.07)
     assert len(completed["transcript"].split()) == max(1, int(backend.finals[-1] * 2))
 
 

@@ -35,7 +35,21 @@ def test_nothing_sent_is_taken_back() -> None:
     assert text.update("The cat sat on the mat") == ""  # agrees with the sent, not the last
     assert text.update("The cat sat on the mat.") == " on the"  # "mat" vs "mat."
     delta, consistent = text.final("A cat sat on the mat.")
-    assert (delta, consistent) == ("", False)  # completed carries the final decode
+    assert (delta, consistent) == (" mat.", False)  # completed carries the final decode
+
+
+def test_a_final_decode_that_changed_sent_words_still_completes_the_deltas() -> None:
+    text = PartialText()
+    text.update("turnips and carrots and bruised potatoes and")
+    text.update("turnips and carrots and bruised potatoes and fat")
+    assert text.text == "turnips and carrots and bruised potatoes and"
+    final = "Turnips and carrots and bruised potatoes, and fat mutton pieces."
+    assert text.final(final) == (" fat mutton pieces.", False)
+    words = PartialText()
+    words.update("He hoped there would be")
+    words.update("He hoped there would be stew")
+    # Two sent words changed: as many final words stand for them.
+    assert words.final("He hoped their wood be stew for dinner.") == (" stew for dinner.", False)
 
 
 def test_without_partials_the_final_text_is_one_delta() -> None:

@@ -7,6 +7,16 @@ append-only, so nothing sent is taken back. The final decode then sends what it 
 
 from __future__ import annotations
 
+import difflib
+import re
+
+_NOT_WORD = re.compile(r"[^\w']+")
+
+
+def _plain(word: str) -> str:
+    """A word without case or punctuation ("Potatoes," and "potatoes" are the same word)."""
+    return _NOT_WORD.sub("", word.lower())
+
 
 def agreed_words(previous: list[str], current: list[str]) -> list[str]:
     """The words both decodes begin with (compared as sent, punctuation included)."""
@@ -45,13 +55,25 @@ class PartialText:
     def final(self, transcript: str) -> tuple[str, bool]:
         """The delta that completes ``transcript``, and whether the deltas add up to it.
 
-        They do unless the final decode changed a word already sent; then nothing more is
-        sent (deltas cannot be taken back) and ``completed`` carries the final decode.
+        They do unless the final decode changed a word already sent (often only its
+        punctuation: "potatoes" then "potatoes,"). Deltas cannot be taken back, so then the
+        words the final decode has after those sent are sent, found by aligning the two
+        without case and punctuation, and ``completed`` carries the final decode.
         """
         words = transcript.split()
-        if words[: len(self.sent)] != self.sent:
-            return "", False
-        return self._extend(words[len(self.sent) :]), True
+        sent = len(self.sent)
+        if words[:sent] == self.sent:
+            return self._extend(words[sent:]), True
+        matcher = difflib.SequenceMatcher(
+            a=[_plain(w) for w in self.sent], b=[_plain(w) for w in words], autojunk=False
+        )
+        sent_end = final_end = 0
+        for block in matcher.get_matching_blocks():
+            if block.size:
+                sent_end, final_end = block.a + block.size, block.b + block.size
+        # Sent words after the last match stand for as many final words.
+        rest = min(final_end + sent - sent_end, len(words))
+        return self._extend(words[rest:]), False
 
     def _extend(self, words: list[str]) -> str:
         delta = " ".join(words)
