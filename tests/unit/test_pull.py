@@ -12,6 +12,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,11 +24,16 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from tests.conftest import MODELS_DIR
+from tests.conftest import MODELS_DIR, REPO_ROOT
 from theo.catalog import load_catalog
 from theo.cli import main
 from theo.manifest import MANIFEST_FILENAME, load_manifest
-from theo.model_folder import ModelFolderError, derive_manifest
+from theo.model_folder import (
+    REQUIRED_FILES,
+    VOCABULARY_FILES,
+    ModelFolderError,
+    derive_manifest,
+)
 from theo.registry import ModelRegistry
 
 TINY = "faster-whisper-tiny.en"
@@ -464,3 +470,31 @@ def test_catalog_entries_are_consistent() -> None:
         if entry.source.pypi is not None:
             for file in entry.source.pypi.files.values():
                 assert file.size is not None and file.sha256 is not None, name
+
+
+def test_pypi_sources_provide_every_file_a_model_needs() -> None:
+    for name, entry in load_catalog().models.items():
+        if entry.source.pypi is None:
+            continue
+        files = set(entry.source.pypi.files)
+        assert set(REQUIRED_FILES) <= files, name
+        assert files & set(VOCABULARY_FILES), name
+        wheel_packages = {w.package.replace("-", "_") for w in entry.source.pypi.wheels}
+        for spec in entry.source.pypi.files.values():
+            for member in spec.members:
+                assert member.split("/", 1)[0] in wheel_packages, (name, member)
+
+
+def test_small_is_a_multilingual_cpu_model_outside_the_defaults() -> None:
+    catalog = load_catalog()
+    small, base = catalog.models["faster-whisper-small"], catalog.models[BASE]
+    assert small.source.huggingface is not None
+    assert small.source.huggingface.repo == "Systran/faster-whisper-small"
+    assert small.manifest.capabilities == base.manifest.capabilities
+    assert small.manifest.engine_config.device == "cpu"
+    assert small.manifest.engine_config.compute_type == "int8"
+    assert small.manifest.resources.memory_mb > base.manifest.resources.memory_mb
+    assert not small.manifest.resources.gpu_required
+    defaults = re.search(r"^DEFAULT_MODELS\s*:=(.*)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    assert defaults is not None
+    assert "faster-whisper-small" not in defaults.group(1).split()  # ~250 MB more for CI
