@@ -34,6 +34,12 @@ class TranscriptionJob(BaseModel):
     prompt: str | None = None
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     word_timestamps: bool = False
+    # One window of a longer recording (theo/long_form.py): decoded as text whose words
+    # are then aligned to the audio, and after the runner's other work.
+    long_form: bool = False
+    # The language the recording was heard in so far (when ``language`` is None): a
+    # long-form window keeps it unless its own detection is sure of another.
+    language_hint: str | None = None
 
     @classmethod
     def from_samples(cls, samples: np.ndarray, **options: object) -> TranscriptionJob:

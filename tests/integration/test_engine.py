@@ -175,3 +175,58 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
     assert used == [tiny.model]
     # both instances give the same text
     assert {r.text for batch in together for r in batch} == {alone.text}
+
+
+# --- long-form windows ------------------------------------------------------------------------
+
+
+def test_long_form_windows_are_text_with_segments_timed_where_speech_starts() -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    gap = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    jfk, stew = samples("jfk.flac"), samples("1089-134686-0000.flac")
+    audio = np.concatenate([jfk, gap, stew, gap, jfk])  # ~38 s
+    windows = split_into_windows(audio, vad=True)
+    plain = tiny.transcribe_batch(
+        [TranscriptionJob.from_samples(w.samples, offset=w.offset) for w in windows]
+    )
+    long_form = tiny.transcribe_batch(
+        [
+            TranscriptionJob.from_samples(
+                w.samples, offset=w.offset, long_form=True, word_timestamps=True
+            )
+            for w in windows
+        ]
+    )
+    merged = merge_window_results(long_form, len(audio) / SAMPLE_RATE)
+    assert word_errors(merge_window_results(plain, 38.0).text, merged.text) <= 2
+    starts = [s.start for s in merged.segments]
+    assert starts == sorted(starts)
+    for window, result in zip(windows, long_form, strict=True):
+        end = window.offset + len(window.samples) / SAMPLE_RATE
+        assert all(window.offset <= s.start <= s.end <= end + 0.5 for s in result.segments)
+    # A segment starts where the second clip's speech does (after 3 s of silence).
+    stew_starts = len(jfk) / SAMPLE_RATE + 3.0
+    assert min(abs(s - stew_starts) for s in starts) < 0.6
+    assert merged.words and [w.word for w in merged.words][:3] == [" And", " so", " my"]
+
+
+def test_long_form_and_plain_jobs_share_a_batch() -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    jfk = samples("jfk.flac")
+    plain, long_form = tiny.transcribe_batch(
+        [
+            TranscriptionJob.from_samples(jfk),
+            TranscriptionJob.from_samples(jfk, offset=60.0, long_form=True),
+        ]
+    )
+    assert word_errors(plain.text, long_form.text) <= 1
+    assert long_form.segments[0].start >= 60.0
+    assert long_form.words is None  # not asked for, though the engine aligned them
+
+
+def test_a_long_form_window_sure_of_its_language_overrides_the_hint() -> None:
+    base = engine("faster-whisper-base")
+    french = TranscriptionJob.from_samples(
+        samples("fleurs-fr-000.ogg"), long_form=True, language_hint="en"
+    )
+    assert base.transcribe(french).language == "fr"

@@ -120,3 +120,41 @@ def test_concurrent_claims_count_exactly() -> None:
         thread.join()
     assert choose.running == 0
     assert seen.count(SOLO) <= 1 and seen.count(WORKERS) >= 7
+
+
+# --- long-form groups ----------------------------------------------------------------------
+
+
+def test_a_long_form_group_gets_the_workers_and_is_no_load_for_the_solo_instance() -> None:
+    choose = chooser(FakeClock())
+    with choose.claim_background() as long_form:
+        assert long_form == WORKERS and choose.background == 1
+        with choose.claim() as short:
+            assert short == SOLO  # the group beside a long recording gets all the threads
+    assert choose.background == 0 and choose.running == 0
+
+
+def test_a_long_form_group_makes_way_while_another_group_runs() -> None:
+    choose = InstanceChooser(WORKERS, SOLO, max_yield=30.0)
+    started, waited = threading.Event(), threading.Event()
+
+    def long_form() -> None:
+        with choose.claim_background():
+            started.set()
+            choose.make_way()
+            waited.set()
+
+    with choose.claim():
+        thread = threading.Thread(target=long_form)
+        thread.start()
+        assert started.wait(10)
+        assert not waited.wait(0.2)  # held while the short group runs
+    assert waited.wait(10)  # and let go as soon as it ends
+    thread.join()
+
+
+def test_a_long_form_group_makes_way_for_a_while_only() -> None:
+    choose = InstanceChooser(WORKERS, SOLO, max_yield=0.05)
+    with choose.claim(), choose.claim_background():
+        choose.make_way()  # returns after max_yield though the other group still runs
+    choose.make_way()  # nothing else runs: at once

@@ -8,11 +8,13 @@ import pytest
 from theo.engine.policy import (
     COMPRESSION_RATIO_THRESHOLD,
     DIGITAL_SILENCE_PEAK,
+    LANGUAGE_SWITCH_PROBABILITY,
     LOG_PROB_THRESHOLD,
     NO_SPEECH_THRESHOLD,
     PROMPT_RESET_ON_TEMPERATURE,
     Attempt,
     best_attempt,
+    choose_language,
     is_digital_silence,
     temperature_schedule,
 )
@@ -141,3 +143,17 @@ def test_one_audible_sample_is_not_digital_silence() -> None:
     audio = np.zeros(16_000, dtype=np.float32)
     audio[8_000] = -2 * DIGITAL_SILENCE_PEAK  # negative peaks count too
     assert not is_digital_silence(audio)
+
+
+# --- long-form windows: the language -------------------------------------------------------
+
+
+def test_a_long_form_window_keeps_its_recordings_language_unless_sure_of_another() -> None:
+    sure, unsure = LANGUAGE_SWITCH_PROBABILITY, LANGUAGE_SWITCH_PROBABILITY - 0.01
+    assert choose_language("de", sure, hint="fr") == "de"
+    assert choose_language("de", unsure, hint="fr") == "fr"
+    assert choose_language("fr", unsure, hint="fr") == "fr"
+
+
+def test_without_a_hint_the_detection_decides() -> None:
+    assert choose_language("pt", 0.3, hint=None) == "pt"

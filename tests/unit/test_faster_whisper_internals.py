@@ -1,14 +1,15 @@
 """theo/engine/faster_whisper_internals.py: each faster-whisper internal the engine uses holds.
 
 These fail on a faster-whisper (or CTranslate2) upgrade that moves or changes one of them,
-before a deployment does. None loads a model: methods run on a bare ``WhisperModel`` given
-only the attributes they read, with fake tokenizers.
+before a deployment does. None loads a Whisper model: methods run on a bare ``WhisperModel``
+given only the attributes they read, with fake tokenizers (Silero VAD, tiny, runs for real).
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import tomllib
 import zlib
 from importlib.metadata import version
@@ -24,7 +25,9 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens
+from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from theo.audio import decode_audio
 from theo.engine import faster_whisper_internals as fw
 from theo.engine.policy import PROMPT_TOKENS_MAX
 
@@ -159,6 +162,26 @@ def test_the_prompt_is_previous_text_then_the_start_sequence() -> None:
     long = list(range(100, 400))
     assert fw.prompt(model, tokenizer, long) == [1, *long[-PROMPT_TOKENS_MAX:], 2, 3, 4]
     assert fw.max_length(model) // 2 - 1 == PROMPT_TOKENS_MAX
+
+
+def test_a_text_only_prompt_ends_with_no_timestamps() -> None:
+    model, tokenizer = bare_model(), fake_tokenizer()
+    tokenizer.no_timestamps = 5
+    assert fw.prompt(model, tokenizer, [7], without_timestamps=True) == [1, 7, 2, 3, 4, 5]
+    # as long as a prompt with timestamps and as many previous tokens: they never stack
+    assert len(fw.prompt(model, tokenizer, [7])) == 5
+
+
+def test_speech_spans_are_silero_vads_unpadded() -> None:
+    assert parameters(get_speech_timestamps)[:2] == ["audio", "vad_options"]
+    assert {"min_silence_duration_ms", "speech_pad_ms"} <= set(vars(VadOptions()))
+    assert fw.speech_spans(np.zeros(32_000, dtype=np.float32), 250) == []
+    jfk = decode_audio((ROOT / "tests" / "fixtures" / "jfk.flac").read_bytes())
+    silence = np.zeros(16_000, dtype=np.float32)
+    spans = fw.speech_spans(np.concatenate([silence, jfk, silence]), 250)
+    assert len(spans) >= 2  # JFK pauses between "fellow Americans" and "ask not"
+    assert spans[0][0] >= 16_000 and spans[-1][1] <= 16_000 + len(jfk)
+    assert all(a < b <= c for (a, b), (c, _) in itertools.pairwise(spans))
 
 
 def test_the_suppressed_tokens_are_non_speech_and_special_tokens() -> None:

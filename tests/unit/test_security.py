@@ -21,6 +21,8 @@ DOCUMENTED_JOB_FIELDS = {
     "prompt",
     "temperature",
     "word_timestamps",  # timestamp_granularities[]=word
+    "long_form",  # set by the server: a window of a longer recording (theo/long_form.py)
+    "language_hint",  # set by the server: the language that recording was heard in so far
 }
 
 

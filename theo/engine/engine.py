@@ -3,11 +3,14 @@
 A runner batch is split into groups of at most ``decode_batch_size`` windows, one engine
 call each on a worker thread. Within a group, windows whose prompts line up and that share
 a temperature form a *stack*: their encoder outputs go through one CTranslate2
-``generate`` call (theo/engine/passes.py). Knows nothing about HTTP or BentoML.
+``generate`` call (theo/engine/passes.py). The windows of long recordings (long-form
+jobs, theo/long_form.py) are grouped apart, on threads of their own, and make way for
+the other groups between model calls. Knows nothing about HTTP or BentoML.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,6 +60,11 @@ class FasterWhisperEngine:
         self._pool = ThreadPoolExecutor(
             max_workers=config.num_workers, thread_name_prefix=f"engine-{manifest.name}"
         )
+        # Long-form groups wait on the others between model calls: threads of their own,
+        # so a waiting one never holds a thread a short request's group needs.
+        self._long_form_pool = ThreadPoolExecutor(
+            max_workers=config.num_workers, thread_name_prefix=f"engine-long-{manifest.name}"
+        )
 
     def transcribe_batch(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
         """Decode every job (each at most 30 s); a failed group reports ``error`` per job.
@@ -70,21 +78,40 @@ class FasterWhisperEngine:
         if not jobs:
             return []
         size = self.config.decode_batch_size
-        groups = [list(range(i, min(i + size, len(jobs)))) for i in range(0, len(jobs), size)]
+        plain = [i for i, job in enumerate(jobs) if not job.long_form]
+        long_form = [i for i, job in enumerate(jobs) if job.long_form]
+        groups = [plain[i : i + size] for i in range(0, len(plain), size)]
+        long_groups = [long_form[i : i + size] for i in range(0, len(long_form), size)]
         results: list[TranscriptionResult | None] = [None] * len(jobs)
-        for indices, group_results in zip(
-            groups,
+        decoded = [
             self._pool.map(lambda idx: self._decode_group([jobs[i] for i in idx]), groups),
-            strict=True,
+            self._long_form_pool.map(
+                lambda idx: self._decode_long_form([jobs[i] for i in idx]), long_groups
+            ),
+        ]
+        for indices, group_results in zip(
+            [*groups, *long_groups], itertools.chain(*decoded), strict=True
         ):
             for i, result in zip(indices, group_results, strict=True):
-                result.batch_size = len(jobs)
                 results[i] = result
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        for result in done:
+            result.batch_size = len(jobs)
+        return done
 
     def transcribe(self, job: TranscriptionJob) -> TranscriptionResult:
         """Decode one job (the unbatched path; same result as inside any batch)."""
         return self.transcribe_batch([job])[0]
+
+    def _decode_long_form(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
+        """A group of long-form windows, on the workers' instance, making way for the
+        other groups before each model call."""
+        with self.instances.claim_background() as instance:
+            try:
+                return self.decoder.decode(jobs, instance, pause=self.instances.make_way)
+            except Exception as exc:  # report per job; the runner keeps serving
+                logger.exception("engine failed on a group of %d long-form windows", len(jobs))
+                return [TranscriptionResult(error=f"{type(exc).__name__}: {exc}") for _ in jobs]
 
     def _decode_group(self, jobs: list[TranscriptionJob]) -> list[TranscriptionResult]:
         with self.instances.claim() as instance:

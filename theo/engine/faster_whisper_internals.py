@@ -19,7 +19,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
-from faster_whisper.vad import get_vad_model
+from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
 __all__ = ["FASTER_WHISPER_VERSION", "N_FRAMES", "Tokenizer"]
 
@@ -113,14 +113,21 @@ def make_tokenizer(model: WhisperModel, multilingual: bool, task: str, language:
     return Tokenizer(model.hf_tokenizer, multilingual, task=task, language=language)
 
 
-def prompt(model: WhisperModel, tokenizer: Tokenizer, previous_tokens: list[int]) -> list[int]:
-    """The decoder prompt with timestamps: ``<|startofprev|>`` + previous text, then the
-    start sequence (``<|startoftranscript|>``, language, task).
+def prompt(
+    model: WhisperModel,
+    tokenizer: Tokenizer,
+    previous_tokens: list[int],
+    without_timestamps: bool = False,
+) -> list[int]:
+    """The decoder prompt: ``<|startofprev|>`` + previous text, then the start sequence
+    (``<|startoftranscript|>``, language, task), then ``<|notimestamps|>`` if asked.
 
     Theo stacks the prompts of windows with as many previous tokens as each other, which
     assumes the prompt's length depends only on that count. ``WhisperModel.get_prompt``.
     """
-    tokens: list[int] = model.get_prompt(tokenizer, previous_tokens, without_timestamps=False)
+    tokens: list[int] = model.get_prompt(
+        tokenizer, previous_tokens, without_timestamps=without_timestamps
+    )
     return tokens
 
 
@@ -214,3 +221,14 @@ def silero_vad_session() -> Any:
     h, c); the unit tests compare the result with ``get_speech_timestamps``.
     """
     return get_vad_model().session
+
+
+def speech_spans(samples: np.ndarray, min_silence_ms: int) -> list[tuple[int, int]]:
+    """Where 16 kHz ``samples`` hold speech, as (first, end) sample pairs, unpadded: the
+    pauses between them last at least ``min_silence_ms``.
+
+    ``faster_whisper.vad.get_speech_timestamps`` (Silero VAD, as ``BatchedInferencePipeline``
+    finds its chunks), which returns dicts with ``start`` and ``end`` in samples.
+    """
+    options = VadOptions(min_silence_duration_ms=min_silence_ms, speech_pad_ms=0)
+    return [(int(s["start"]), int(s["end"])) for s in get_speech_timestamps(samples, options)]

@@ -10,6 +10,8 @@ from typing import Generic, TypeVar
 
 # The solo instance decodes a group only this long after two groups last overlapped.
 SOLO_AFTER_IDLE_SECONDS = 2.0
+# A long-form group holds its next model call at most this long while other groups run.
+MAX_YIELD_SECONDS = 5.0
 
 Instance = TypeVar("Instance")
 
@@ -22,6 +24,13 @@ class InstanceChooser(Generic[Instance]):
     Low load means no other group runs now nor ran beside another one in the last
     ``solo_after_idle`` seconds; under load the solo instance's threads would contend
     with the workers' for the cores. The instances are opaque here.
+
+    Long-form groups (windows of long recordings, :meth:`claim_background`) always get
+    the workers' instance, and make way for the others: before each model call they wait
+    while any other group runs (at most ``max_yield`` seconds a call), so a short request
+    arriving beside a long file waits for the call in progress, never for the file. They
+    do not count as load for the solo instance: the group that arrives beside them is
+    the one that should get all the threads.
     """
 
     def __init__(
@@ -30,6 +39,7 @@ class InstanceChooser(Generic[Instance]):
         solo: Instance | None = None,
         *,
         solo_after_idle: float = SOLO_AFTER_IDLE_SECONDS,
+        max_yield: float = MAX_YIELD_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.workers = workers
@@ -38,7 +48,10 @@ class InstanceChooser(Generic[Instance]):
         self._clock = clock
         self._running = 0  # groups being decoded now
         self._last_overlap = float("-inf")  # when two groups last ran at once (clock time)
+        self._max_yield = max_yield
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)  # notified when a group ends
+        self._background = 0  # long-form groups being decoded now
 
     @property
     def running(self) -> int:
@@ -55,6 +68,30 @@ class InstanceChooser(Generic[Instance]):
         finally:
             with self._lock:
                 self._running -= 1
+                self._quiet.notify_all()
+
+    @property
+    def background(self) -> int:
+        """How many long-form groups hold the workers' instance now."""
+        with self._lock:
+            return self._background
+
+    @contextmanager
+    def claim_background(self) -> Iterator[Instance]:
+        """The workers' instance for a long-form group; call :meth:`make_way` before each
+        of its model calls."""
+        with self._lock:
+            self._background += 1
+        try:
+            yield self.workers
+        finally:
+            with self._lock:
+                self._background -= 1
+
+    def make_way(self) -> None:
+        """Wait (at most ``max_yield`` seconds) until no other group is being decoded."""
+        with self._lock:
+            self._quiet.wait_for(lambda: self._running == 0, timeout=self._max_yield)
 
     def _acquire(self) -> Instance:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,12 @@ from theo.engine.policy import (
     PROMPT_TOKENS_MAX,
     Attempt,
     best_attempt,
+    choose_language,
     is_digital_silence,
     temperature_schedule,
 )
 from theo.engine.results import transcription_result
+from theo.engine.segmenting import MIN_PAUSE_MS, pauses_between, segment_breaks
 from theo.manifest import EngineConfig
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
@@ -36,12 +39,16 @@ class _Window:
 
     A pass decodes up to 30 s from ``seek``. When Whisper closes its last segment before
     the end of the audio it saw, the next pass resumes at that segment's end, conditioned
-    on the text so far (as ``WhisperModel.transcribe`` does within a window).
+    on the text so far (as ``WhisperModel.transcribe`` does within a window). A long-form
+    window (``job.long_form``) is decoded as text in one pass instead (no timestamp
+    tokens, so Whisper transcribes all of it); its words are then aligned to the audio
+    and its segments cut at pauses and sentence ends (theo/engine/segmenting.py).
     """
 
     job: TranscriptionJob
     features: np.ndarray  # log-mel frames of the whole job, unpadded
     user_prompt: list[int]
+    samples: np.ndarray | None = None  # a long-form window's, to find its pauses
     seek: int = 0  # mel frames already decoded
     language: str | None = None
     tokenizer: Tokenizer | None = None
@@ -52,12 +59,24 @@ class _Window:
     attempts: list[Attempt] = field(default_factory=list)
 
     @property
+    def long_form(self) -> bool:
+        return self.job.long_form
+
+    @property
+    def offset(self) -> float:
+        return self.job.offset
+
+    @property
     def content_frames(self) -> int:
         return int(self.features.shape[-1]) - 1
 
     @property
     def prompt_tokens(self) -> list[int]:
         return (self.user_prompt + self.history)[-PROMPT_TOKENS_MAX:]
+
+
+# Called by a group before each CTranslate2 call; may block (theo/engine/instances.py).
+MakeWay = Callable[[], None]
 
 
 class GroupDecoder:
@@ -76,25 +95,30 @@ class GroupDecoder:
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
 
     def decode(
-        self, jobs: list[TranscriptionJob], instance: WhisperModel
+        self, jobs: list[TranscriptionJob], instance: WhisperModel, pause: MakeWay | None = None
     ) -> list[TranscriptionResult]:
-        """Decode a group's jobs, each at most 30 s, on ``instance``."""
+        """Decode a group's jobs, each at most 30 s, on ``instance``; ``pause`` before each
+        model call."""
         windows = [self._prepare(job) for job in jobs]
         for _ in range(MAX_PASSES):
             pending = [w for w in windows if w.seek < w.content_frames]
             if not pending:
                 break
             # CTranslate2 needs <|startoftranscript|> at the same position in every
-            # prompt, and one sampling temperature per call: stack on both.
-            stacks: dict[tuple[int, float], list[_Window]] = defaultdict(list)
+            # prompt, the same task tokens after it (<|notimestamps|> or not), and one
+            # sampling temperature per call: stack on all three.
+            stacks: dict[tuple[int, float, bool], list[_Window]] = defaultdict(list)
             for window in pending:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
-                stacks[(len(window.prompt_tokens), window.job.temperature)].append(window)
+                key = (len(window.prompt_tokens), window.job.temperature, window.long_form)
+                stacks[key].append(window)
             for stack in stacks.values():
-                self._decode_stack(stack, instance)
+                self._decode_stack(stack, instance, pause or _no_pause)
         return [
             transcription_result(
-                window.job, window.language or window.job.language or "en", window.segments
+                window.job,
+                window.language or window.job.language or window.job.language_hint or "en",
+                window.segments,
             )
             for window in windows
         ]
@@ -121,6 +145,8 @@ class GroupDecoder:
         tokenizer = self._tokenizer(job.task, job.language or "en")
         prompt = tokenizer.encode(" " + job.prompt.strip()) if job.prompt else []
         window = _Window(job=job, features=features, user_prompt=prompt[-PROMPT_TOKENS_MAX:])
+        if job.long_form:
+            window.samples = samples
         if is_digital_silence(samples):
             window.seek = window.content_frames  # nothing to decode
         return window
@@ -135,15 +161,17 @@ class GroupDecoder:
             )
         return self._tokenizers[key]
 
-    def _decode_stack(self, stack: list[_Window], instance: WhisperModel) -> None:
+    def _decode_stack(self, stack: list[_Window], instance: WhisperModel, pause: MakeWay) -> None:
         """One pass over a stack: encode, decode (hotter again where it failed), advance."""
         features = np.stack(
             [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size]) for w in stack]
         )
+        pause()
         encoder_output = self.encode(features, instance)
         self._assign_languages(stack, encoder_output, instance)
         for window in stack:
             window.attempts.clear()
+        pause()
         self._generate(stack, encoder_output, stack[0].job.temperature, instance)
         schedule = temperature_schedule(stack[0].job.temperature, self.config.fallback_temperatures)
         for temperature in schedule[1:]:
@@ -151,36 +179,52 @@ class GroupDecoder:
             if not failed:
                 break
             subset = self._select(encoder_output, features, failed, instance)
+            pause()
             self._generate([stack[i] for i in failed], subset, temperature, instance)
         new_segments = [self._advance(window, best_attempt(window.attempts)) for window in stack]
-        wanted = [i for i, w in enumerate(stack) if w.job.word_timestamps and new_segments[i]]
+        wanted = [
+            i
+            for i, w in enumerate(stack)
+            if (w.job.word_timestamps or w.long_form) and new_segments[i]
+        ]
         if wanted:
+            pause()
             self._align_words(stack, new_segments, encoder_output, features, wanted, instance)
-        for window, segments in zip(stack, new_segments, strict=True):
-            window.segments.extend(segments)
+        for i, window in enumerate(stack):
+            if window.long_form and new_segments[i]:
+                new_segments[i] = _cut_at_pauses(new_segments[i][0], window, self._text_tokens)
+            window.segments.extend(new_segments[i])
 
     def _assign_languages(
         self, stack: list[_Window], encoder_output: Any, instance: WhisperModel
     ) -> None:
-        undetected = [i for i, w in enumerate(stack) if w.language is None]
-        if not undetected:
+        """Each window's language (and tokenizer), on its first pass.
+
+        The job's language when given; else the one detected on the encoder output at hand
+        (one decoder step), which for a long-form window yields to the language its request
+        was heard in so far (the job's hint) unless it is sure of another.
+        """
+        undecided = [i for i, w in enumerate(stack) if w.language is None]
+        if not undecided:
             return
         needs_detection = self.multilingual and any(
-            stack[i].job.language is None for i in undetected
+            stack[i].job.language is None for i in undecided
         )
         detected = (
             fw.ctranslate2_model(instance).detect_language(encoder_output)
             if needs_detection
             else None
         )
-        for i in undetected:
+        for i in undecided:
             window = stack[i]
             language = window.job.language
-            if language is None:
+            if language is None and detected is not None:
                 # CTranslate2 names a language by its token, "<|en|>"
-                language = detected[i][0][0][2:-2] if detected is not None else "en"
-            window.language = language
-            window.tokenizer = self._tokenizer(window.job.task, language)
+                language, probability = detected[i][0][0][2:-2], detected[i][0][1]
+                if window.long_form:
+                    language = choose_language(language, probability, window.job.language_hint)
+            window.language = language or "en"
+            window.tokenizer = self._tokenizer(window.job.task, window.language)
 
     def _generate(
         self,
@@ -192,7 +236,10 @@ class GroupDecoder:
         """Decode windows of one stack (all of them, or those to retry) at one temperature."""
         tokenizer = windows[0].tokenizer
         assert tokenizer is not None
-        prompts = [fw.prompt(self.model, w.tokenizer, w.prompt_tokens) for w in windows]
+        prompts = [
+            fw.prompt(self.model, w.tokenizer, w.prompt_tokens, without_timestamps=w.long_form)
+            for w in windows
+        ]
         sampling: dict[str, Any] = (
             {"beam_size": self.config.beam_size}
             if temperature == 0
@@ -243,10 +290,19 @@ class GroupDecoder:
             return []
         tokenizer = window.tokenizer
         assert tokenizer is not None
-        time_offset = window.job.offset + window.seek * fw.time_per_frame(self.model)
+        time_per_frame = fw.time_per_frame(self.model)
+        time_offset = window.offset + window.seek * time_per_frame
+        if window.long_form:
+            return self._advance_text(window, attempt, time_offset)
         subsegments, consumed = fw.split_segments(
             self.model, tokenizer, attempt.tokens, time_offset, window.segment_size
         )
+        # Whisper may put a segment's end past the audio it was given (into the zeros
+        # that pad a short pass): keep segments within the pass's audio.
+        pass_end = time_offset + window.segment_size * time_per_frame
+        for sub in subsegments:
+            sub["start"] = min(max(sub["start"], time_offset), pass_end)
+            sub["end"] = min(max(sub["end"], sub["start"]), pass_end)
         window.seek += consumed if consumed > 0 else window.segment_size
         seek = round(time_offset * fw.frames_per_second(self.model))
         segments = []
@@ -268,6 +324,39 @@ class GroupDecoder:
         else:
             window.history.extend(t for s in segments for t in s["tokens"])
         return segments
+
+    def _advance_text(
+        self, window: _Window, attempt: Attempt, time_offset: float
+    ) -> list[dict[str, Any]]:
+        """A text-only pass covers its audio whole: one segment, cut once its words are
+        aligned (``_cut_at_pauses``)."""
+        tokenizer = window.tokenizer
+        assert tokenizer is not None
+        window.seek += window.segment_size
+        tokens = [t for t in attempt.tokens if t < tokenizer.eot]
+        text = tokenizer.decode(tokens)
+        if attempt.resets_prompt:
+            window.history.clear()
+        else:
+            window.history.extend(tokens)
+        if not text.strip():
+            return []
+        return [
+            {
+                "start": time_offset,
+                "end": time_offset + window.segment_size * fw.time_per_frame(self.model),
+                "tokens": tokens,
+                "seek": round(time_offset * fw.frames_per_second(self.model)),
+                "text": text,
+                "temperature": attempt.temperature,
+                "avg_logprob": attempt.avg_logprob,
+                "no_speech_prob": attempt.no_speech_prob,
+            }
+        ]
+
+    def _text_tokens(self, window: _Window, text: str) -> list[int]:
+        assert window.tokenizer is not None
+        return list(window.tokenizer.encode(text))
 
     def _align_words(
         self,
@@ -296,3 +385,39 @@ class GroupDecoder:
                 PREPEND_PUNCTUATIONS,
                 APPEND_PUNCTUATIONS,
             )
+
+
+def _no_pause() -> None:
+    pass
+
+
+def _cut_at_pauses(
+    whole: dict[str, Any], window: _Window, encode: Callable[[_Window, str], list[int]]
+) -> list[dict[str, Any]]:
+    """A text-only pass's segment, its words aligned, cut where segments start."""
+    words = whole.get("words") or []
+    if not words:
+        return [whole]
+    assert window.samples is not None
+    speech = fw.speech_spans(window.samples, MIN_PAUSE_MS)
+    pauses = pauses_between(speech, len(window.samples), window.offset)
+    breaks = segment_breaks([(w["word"], w["start"], w["end"]) for w in words], pauses)
+    starts = sorted({0, *breaks})
+    segments = []
+    for first, last in zip(starts, [*starts[1:], len(words)], strict=True):
+        part = words[first:last]
+        start = breaks.get(first)
+        if start is not None:
+            part[0]["start"] = start
+        text = "".join(w["word"] for w in part)
+        segments.append(
+            {
+                **whole,
+                "start": part[0]["start"],
+                "end": max(part[-1]["end"], part[0]["start"]),
+                "text": text,
+                "tokens": encode(window, text),
+                "words": part,
+            }
+        )
+    return segments

@@ -73,3 +73,18 @@ def best_attempt(attempts: Sequence[Attempt]) -> Attempt:
         return attempts[-1]
     candidates = [a for a in attempts if a.compression_ratio <= COMPRESSION_RATIO_THRESHOLD]
     return max(candidates or attempts, key=lambda a: a.avg_logprob)
+
+
+# -- Long-form windows ---------------------------------------------------------------------
+
+# A window's own language detection replaces the request's language so far only when it
+# is at least this sure (Whisper's detection on clean speech: > 0.9).
+LANGUAGE_SWITCH_PROBABILITY = 0.8
+
+
+def choose_language(detected: str, probability: float, hint: str | None) -> str:
+    """A long-form window's language: the one detected, unless it is unsure of it and the
+    request was heard in another so far (``hint``)."""
+    if hint is None or probability >= LANGUAGE_SWITCH_PROBABILITY:
+        return detected
+    return hint

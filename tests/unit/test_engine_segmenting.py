@@ -1,0 +1,64 @@
+"""theo/engine/segmenting.py: a long-form window's segments start where speech resumes."""
+
+from __future__ import annotations
+
+from theo.engine.segmenting import (
+    MIN_PAUSE_MS,
+    PAUSE_TOLERANCE_SECONDS,
+    Pause,
+    pauses_between,
+    segment_breaks,
+)
+from theo.transcription import SAMPLE_RATE
+
+S = SAMPLE_RATE
+
+
+def test_pauses_are_the_silences_around_and_between_speech() -> None:
+    spans = [(S // 2, 3 * S), (4 * S, 9 * S)]
+    assert pauses_between(spans, 10 * S, offset=60.0) == [
+        Pause(60.0, 60.5),
+        Pause(63.0, 64.0),
+        Pause(69.0, 70.0),
+    ]
+
+
+def test_a_silence_shorter_than_a_pause_is_none() -> None:
+    short = int(MIN_PAUSE_MS / 1000 * S) - 160
+    spans = [(0, 2 * S), (2 * S + short, 5 * S)]
+    assert pauses_between(spans, 5 * S, offset=0.0) == []
+    assert pauses_between([], 2 * S, offset=1.0) == [Pause(1.0, 3.0)]
+
+
+def words(*timed: tuple[str, float, float]) -> list[tuple[str, float, float]]:
+    return list(timed)
+
+
+def test_a_sentence_end_starts_a_segment() -> None:
+    text = words((" It", 0.0, 0.2), (" ends.", 0.2, 0.6), (" Then", 0.6, 0.9), (" more", 0.9, 1.2))
+    assert segment_breaks(text, []) == {2: None}
+
+
+def test_the_first_word_after_a_pause_starts_a_segment_when_the_pause_ends() -> None:
+    # Alignment stretched "To" back over the pause: it starts when the pause ends.
+    text = words(
+        (" a", 18.4, 18.5), (" sentence", 18.5, 19.1), (" To", 19.1, 21.6), (" the", 21.6, 21.8)
+    )
+    assert segment_breaks(text, [Pause(19.3, 21.45)]) == {2: 21.45}
+
+
+def test_a_word_aligned_inside_a_pause_starts_at_its_own_end_at_the_latest() -> None:
+    text = words((" one", 0.0, 0.5), (" two", 0.6, 0.8), (" three", 2.0, 2.5))
+    assert segment_breaks(text, [Pause(0.55, 1.9)]) == {1: 0.8}
+
+
+def test_a_pause_before_the_first_word_moves_its_start() -> None:
+    text = words((" Hello", 0.0, 1.2), (" there", 1.2, 1.5))
+    assert segment_breaks(text, [Pause(0.0, 0.9)]) == {0: 0.9}
+
+
+def test_a_pause_with_no_word_near_its_end_breaks_nothing() -> None:
+    late = 10.0 + PAUSE_TOLERANCE_SECONDS + 1.0
+    text = words((" one", 0.0, 0.5), (" two", late, late + 0.5))
+    assert segment_breaks(text, [Pause(2.0, 10.0)]) == {}
+    assert segment_breaks([], [Pause(0.0, 1.0)]) == {}

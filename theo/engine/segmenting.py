@@ -1,0 +1,63 @@
+"""Segments of a long-form pass from its words: cut where speech pauses or a sentence ends.
+
+A long-form pass is decoded as text alone (no timestamp tokens, so Whisper transcribes the
+whole window in one pass, as the batched pipeline does) and its words are then aligned to
+the audio. Its segments start where speech starts again after a pause, or after a
+sentence's end: the places a listener hears a new line start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from theo.transcription import SAMPLE_RATE
+
+# A silence at least this long is a pause (sentences in read speech are 0.3-0.6 s apart;
+# a breath inside one is shorter).
+MIN_PAUSE_MS = 250
+# The first word after a pause has its middle past the pause's start (word alignment
+# stretches it back into the pause) and at most this far past its end.
+PAUSE_TOLERANCE_SECONDS = 0.5
+SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")  # and the fullwidth ones
+
+
+@dataclass(frozen=True)
+class Pause:
+    start: float
+    end: float
+
+
+def pauses_between(spans: Sequence[tuple[int, int]], samples: int, offset: float) -> list[Pause]:
+    """The pauses around speech ``spans`` (sample pairs) of ``samples`` samples that start
+    ``offset`` s into the request: before the first, between two, after the last."""
+    edges = [0, *(x for span in spans for x in span), samples]
+    pauses = []
+    for start, end in zip(edges[::2], edges[1::2], strict=True):
+        if (end - start) / SAMPLE_RATE * 1000 >= MIN_PAUSE_MS:
+            pauses.append(Pause(offset + start / SAMPLE_RATE, offset + end / SAMPLE_RATE))
+    return pauses
+
+
+def segment_breaks(
+    words: Sequence[tuple[str, float, float]], pauses: Sequence[Pause]
+) -> dict[int, float | None]:
+    """Where segments start: word index -> its start if a pause moved it, else None.
+
+    ``words`` are (text, start, end). A segment starts after a word that ends a sentence,
+    and at the first word spoken after a pause, which then starts when the pause ends.
+    """
+    breaks: dict[int, float | None] = {}
+    for i in range(1, len(words)):
+        if words[i - 1][0].strip().endswith(SENTENCE_ENDS):
+            breaks[i] = None
+    for pause in pauses:
+        # The first word spoken after the pause: the first whose middle is past its start.
+        for i, (_, start, end) in enumerate(words):
+            middle = (start + end) / 2
+            if middle < pause.start:
+                continue
+            if middle <= pause.end + PAUSE_TOLERANCE_SECONDS:
+                breaks[i] = min(max(start, pause.end), end)
+            break
+    return breaks
