@@ -138,15 +138,17 @@ def level(clip: np.ndarray) -> np.ndarray:
 
 
 def speech_onset(clip: np.ndarray) -> int:
-    """The first sample of a clip's speech: its first 20 ms frame louder than a tenth of
-    its loud frames (the clips come with their own leading silence, up to ~1 s)."""
+    """The first sample of a clip's speech: where its loudness, averaged over 100 ms, first
+    passes a fifth of its loud frames' (the clips come with up to ~1 s of leading silence,
+    some of it noisy). Neutral: no VAD model decides it."""
     frame = SAMPLE_RATE // 50
     frames = len(clip) // frame
     if frames == 0:
         return 0
     rms = np.sqrt(np.mean(clip[: frames * frame].reshape(frames, frame) ** 2, axis=1))
-    loud = np.flatnonzero(rms > 0.1 * np.percentile(rms, 95))
-    return int(loud[0]) * frame if loud.size else 0
+    average = np.convolve(rms, np.ones(5) / 5, mode="full")[:frames]  # the 100 ms up to it
+    loud = np.flatnonzero(average > 0.2 * np.percentile(rms, 95))
+    return max(int(loud[0]) - 4, 0) * frame if loud.size else 0
 
 
 def build_chain(spec: ChainSpec, eval_dir: Path, cache_dir: Path) -> Recording:
@@ -210,7 +212,11 @@ def build_chain(spec: ChainSpec, eval_dir: Path, cache_dir: Path) -> Recording:
 
 
 def eval_set_recordings(eval_dir: Path) -> list[Recording]:
-    """The eval set's long files that exist (its README lists them; some may be absent)."""
+    """The eval set's long files that exist (its README lists them; some may be absent).
+
+    A true start is where the speech of a manifest segment starts (its start plus its
+    leading silence, as for the chains).
+    """
     recordings = []
     for item in _manifest(eval_dir, "manifest.long.jsonl"):
         path = eval_dir / str(item["path"])
@@ -218,6 +224,16 @@ def eval_set_recordings(eval_dir: Path) -> list[Recording]:
             continue
         segments = item.get("segments") or []
         assert isinstance(segments, list)
+        true = item.get("ref_quality") == "human"
+        starts = [float(s["start"]) for s in segments]
+        if true:
+            audio = decode_audio(path.read_bytes())
+            starts = [
+                start
+                + speech_onset(audio[int(start * SAMPLE_RATE) : int(s["end"] * SAMPLE_RATE)])
+                / SAMPLE_RATE
+                for start, s in zip(starts, segments, strict=True)
+            ]
         recordings.append(
             Recording(
                 name=SHORT_NAMES.get(str(item["path"]), Path(str(item["path"])).stem),
@@ -225,8 +241,8 @@ def eval_set_recordings(eval_dir: Path) -> list[Recording]:
                 language=str(item["language"]),
                 reference=str(item["text"]),
                 duration=float(item["duration_s"]),  # type: ignore[arg-type]
-                starts=[float(s["start"]) for s in segments],
-                true_starts=item.get("ref_quality") == "human",
+                starts=starts,
+                true_starts=true,
                 note=str(item.get("notes", "")),
             )
         )

@@ -45,7 +45,7 @@ from theo.http.validation import (
     build_request,
     parse_chunking_strategy,
 )
-from theo.http.windows import results_in_order
+from theo.long_form import transcribe_in_order
 from theo.realtime import add_realtime_routes
 from theo.registry import ModelRegistry
 from theo.settings import Settings
@@ -236,7 +236,7 @@ def create_app(
             state.audio_seconds = round(report.audio_seconds, 2)
             metrics.observe_decode(request.model, report.seconds)
 
-        results = results_in_order(
+        results = transcribe_in_order(
             backend,
             request.model,
             jobs(),
