@@ -34,6 +34,9 @@ class TranscriptionJob(BaseModel):
     prompt: str | None = None
     temperature: float = Field(default=0.0, ge=0.0, le=1.0)
     word_timestamps: bool = False
+    # None: the model's beam size (its manifest). A live partial re-decode asks for 1: a
+    # draft that the utterance's final decode replaces, at about half the cost.
+    beam_size: int | None = Field(default=None, ge=1)
     # One window of a longer recording (theo/long_form.py): decoded as text whose words
     # are then aligned to the audio, and after the runner's other work.
     long_form: bool = False

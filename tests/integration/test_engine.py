@@ -69,6 +69,21 @@ def test_word_timestamps_inside_a_mixed_batch() -> None:
     assert shifted.segments[0].start >= 30.0
 
 
+def test_a_job_decodes_with_its_own_beam_size_inside_a_batch() -> None:
+    # Live partial text asks for greedy drafts (beam 1) beside beam-5 decodes; on this
+    # clip the two give different text, each the same as faster-whisper's own.
+    tiny = engine("faster-whisper-tiny.en")
+    audio = samples("1089-134686-0000.flac")
+    greedy, beam = tiny.transcribe_batch(
+        [TranscriptionJob.from_samples(audio, beam_size=1), TranscriptionJob.from_samples(audio)]
+    )
+    raw = WhisperModel(str(MODELS_DIR / "faster-whisper-tiny.en"), compute_type="int8")
+    for result, beam_size in ((greedy, 1), (beam, tiny.config.beam_size)):
+        segments, _ = raw.transcribe(audio, beam_size=beam_size)
+        assert result.text == "".join(s.text for s in segments).strip()
+    assert greedy.text != beam.text
+
+
 def test_silence_gives_no_text() -> None:
     tiny = engine("faster-whisper-tiny.en")
     silence = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)

@@ -64,6 +64,7 @@ class ScriptedBackend:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, bool, float]] = []  # model, partial, seconds
+        self.beams: list[tuple[bool, int | None]] = []  # partial, beam size asked for
         self.delays: list[float] = []  # seconds the next final calls take
         self.failures: list[TheoError] = []  # errors the next final calls raise
 
@@ -77,6 +78,7 @@ class ScriptedBackend:
         self, model: str, jobs: list[TranscriptionJob], *, partial: bool = False
     ) -> list[TranscriptionResult]:
         self.calls += [(model, partial, job.duration) for job in jobs]
+        self.beams += [(partial, job.beam_size) for job in jobs]
         if not partial:
             if self.delays:
                 await asyncio.sleep(self.delays.pop(0))
@@ -493,6 +495,9 @@ def test_partial_text_arrives_while_talking_and_adds_up(
     assert kinds.index(DELTA) < kinds.index("input_audio_buffer.committed")  # while talking
     assert "".join(d["delta"] for d in deltas) == completed["transcript"]
     assert any(partial for _, partial, _ in backend.calls)
+    # partial re-decodes are greedy drafts; final decodes use the model's beam
+    assert {beam for partial, beam in backend.beams if partial} == {1}
+    assert {beam for partial, beam in backend.beams if not partial} == {None}
 
 
 # -- Limits and auth ------------------------------------------------------------------------------

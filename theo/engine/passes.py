@@ -106,11 +106,12 @@ class GroupDecoder:
                 break
             # CTranslate2 needs <|startoftranscript|> at the same position in every
             # prompt, the same task tokens after it (<|notimestamps|> or not), and one
-            # sampling temperature per call: stack on all three.
-            stacks: dict[tuple[int, float, bool], list[_Window]] = defaultdict(list)
+            # sampling temperature and beam per call: stack on all four.
+            stacks: dict[tuple[int, float, bool, int | None], list[_Window]] = defaultdict(list)
             for window in pending:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
-                key = (len(window.prompt_tokens), window.job.temperature, window.long_form)
+                job = window.job
+                key = (len(window.prompt_tokens), job.temperature, window.long_form, job.beam_size)
                 stacks[key].append(window)
             for stack in stacks.values():
                 self._decode_stack(stack, instance, pause or _no_pause)
@@ -241,7 +242,7 @@ class GroupDecoder:
             for w in windows
         ]
         sampling: dict[str, Any] = (
-            {"beam_size": self.config.beam_size}
+            {"beam_size": windows[0].job.beam_size or self.config.beam_size}
             if temperature == 0
             else {"beam_size": 1, "num_hypotheses": BEST_OF, "sampling_topk": 0}
         )

@@ -369,11 +369,16 @@ class LiveSession:
         self.audio_seconds += utterance.seconds
         self._results.put_nowait(utterance)
 
-    def _job(self, samples: np.ndarray) -> TranscriptionJob:
+    def _job(self, samples: np.ndarray, *, draft: bool = False) -> TranscriptionJob:
+        """A decode of ``samples``; a ``draft`` (partial text) is greedy, at about half
+        the cost: its text only has to agree with the next one's."""
         transcription = self.config.transcription
         prompt = " ".join([transcription.prompt or "", *self._context]).strip()
         return TranscriptionJob.from_samples(
-            samples, language=transcription.language, prompt=prompt or None
+            samples,
+            language=transcription.language,
+            prompt=prompt or None,
+            beam_size=1 if draft else None,
         )
 
     async def _decode(
@@ -531,7 +536,7 @@ class LiveSession:
 
     async def _decode_partial(self, item_id: str, model: str, samples: np.ndarray) -> None:
         try:
-            result = await self._decoder.partial(model, self._job(samples))
+            result = await self._decoder.partial(model, self._job(samples, draft=True))
         except TheoError:
             return  # partial text is best effort; the final decode reports failures
         if item_id != self._item_id or self.busy or result.error is not None:
