@@ -64,6 +64,14 @@ bench: models
 bench-burst: models
 	$(BIN)/python -m bench.burst $(BENCH_ARGS)
 
+# Long recordings: the server vs WhisperModel.transcribe and BatchedInferencePipeline (8, 16)
+# on the eval set's long files and chains built from its clips: WER, wall time, timestamp
+# error, words in silence, 4 files at once with short requests; writes bench/results/long.md
+# (BENCH_ARGS="--models faster-whisper-tiny.en --recordings lj_chapter").
+.PHONY: bench-long
+bench-long: models
+	$(BIN)/python -m bench.long $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 
