@@ -72,6 +72,12 @@ bench-burst: models
 bench-long: models
 	$(BIN)/python -m bench.long $(BENCH_ARGS)
 
+# A 3-hour speech upload (Opus, ~16 MB): the API service's memory over the request and the
+# transcript against the same audio cut small; writes bench/results/memory.md.
+.PHONY: bench-memory
+bench-memory: models
+	$(BIN)/python -m bench.memory $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 
