@@ -12,7 +12,7 @@ from tests.conftest import MODELS_DIR
 from tests.integration.conftest import start_server, stop_server
 from theo.manifest import load_manifest
 from theo.serving.router import WARM_UP_ROUNDS
-from theo.serving.runner import LIVE_API_NAMES, lane_api_names, runner_service_name
+from theo.serving.runner import DEDICATED_LANES, lane_api_names, runner_service_name
 
 MODEL = "faster-whisper-tiny.en"
 _COUNT = re.compile(r"^bentoml_service_adaptive_batch_size_count\{(?P<labels>[^}]*)\} (?P<n>\S+)$")
@@ -36,7 +36,7 @@ def test_every_lane_is_warmed_up_before_any_request(tmp_path: Path) -> None:
     (models / MODEL).symlink_to(MODELS_DIR / MODEL)
     file_lanes = lane_api_names(load_manifest(MODELS_DIR / MODEL / "theo.yaml").engine_config)
     assert len(file_lanes) > 1  # the shipped CPU settings use lanes
-    lanes = [*file_lanes, *LIVE_API_NAMES]  # live transcription's lanes are warmed up too
+    lanes = [*file_lanes, *DEDICATED_LANES]  # long-form and live lanes are warmed up too
     server = start_server(tmp_path, models_dir=models)
     try:
         # BentoML's batcher ends its training after len(WARM_UP_ROUNDS) batches; a round's

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from theo.manifest import EngineConfig, ModelManifest
 from theo.serving.bentoml_internals import DEFAULT_BATCHER_TICK_SECONDS, batcher_tick_seconds
-from theo.serving.runner import LIVE_API_NAMES, lane_api_names, make_runner_service
+from theo.serving.runner import DEDICATED_LANES, lane_api_names, make_runner_service
 
 
 def manifest(**engine: object) -> ModelManifest:
@@ -24,11 +24,11 @@ def test_each_lane_is_a_batching_api_and_gets_a_thread() -> None:
         manifest(concurrent_batches=3, max_batch_size=4, max_latency_ms=5000), Path("/nowhere")
     )
     files = ["transcribe", "transcribe_1", "transcribe_2"]
-    assert sorted(service.apis) == sorted([*files, *LIVE_API_NAMES])  # + live transcription's
+    assert sorted(service.apis) == sorted([*files, *DEDICATED_LANES])  # + long-form, live
     for name, api in service.apis.items():
         assert api.batchable and api.max_batch_size == 4 and api.max_latency_ms == 5000
         assert api.route == f"/{name}"
-    assert service.config["threads"] == 3 + len(LIVE_API_NAMES)
+    assert service.config["threads"] == 3 + len(DEDICATED_LANES)
     assert service.config["traffic"]["concurrency"] == 12
 
 

@@ -11,7 +11,7 @@ from bentoml.exceptions import BentoMLException, ServiceUnavailable
 
 from theo.errors import InternalServerError, ModelNotFoundError, ServiceUnavailableError
 from theo.serving.bentoml_internals import RUNNER_CONNECTION_ERRORS, batcher_training_rounds
-from theo.serving.runner import LIVE_API_NAMES, LIVE_LANES, PARTIAL_LANE
+from theo.serving.runner import DEDICATED_LANES, LIVE_LANES, LONG_FORM_LANES, PARTIAL_LANE
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,15 @@ class RunnerRouter:
         self._clients = clients
         # Each model's batching APIs (its runner service's ``apis``: the lanes of
         # theo/serving/runner.py) and how many of this process's requests each holds now:
-        # files' lanes, live utterances' lanes, and the lane of live partial re-decodes.
+        # files' lanes, long recordings' windows' lanes, live utterances' lanes, and the
+        # lane of live partial re-decodes.
         names = {model: (lanes or {}).get(model, ["transcribe"]) for model in clients}
         self._in_flight = {
-            model: dict.fromkeys([n for n in names[model] if n not in LIVE_API_NAMES], 0)
+            model: dict.fromkeys([n for n in names[model] if n not in DEDICATED_LANES], 0)
+            for model in clients
+        }
+        self._long_form_in_flight = {
+            model: dict.fromkeys([n for n in names[model] if n in LONG_FORM_LANES], 0)
             for model in clients
         }
         self._live_in_flight = {
@@ -56,7 +61,12 @@ class RunnerRouter:
         self._down: set[str] = set()
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
-        (result,) = await self._run(model, [job], self._in_flight.get(model))
+        """Run one job: a long recording's window on the long-form lanes, others (and all
+        jobs, on a runner without long-form lanes) on the file lanes."""
+        lanes = (self._long_form_in_flight.get(model) if job.long_form else None) or (
+            self._in_flight.get(model)
+        )
+        (result,) = await self._run(model, [job], lanes)
         return result
 
     async def transcribe_live(
@@ -141,6 +151,7 @@ class RunnerRouter:
             await asyncio.sleep(1)
         lanes = [
             *self._in_flight[model],
+            *self._long_form_in_flight[model],
             *self._live_in_flight[model],
             *self._partial_in_flight[model],
         ]

@@ -25,6 +25,13 @@ BATCHER_TICK_SECONDS = 0.005
 LIVE_LANES = ("transcribe_live", "transcribe_live_1")
 PARTIAL_LANE = "transcribe_partial"
 LIVE_API_NAMES = (*LIVE_LANES, PARTIAL_LANE)
+# The windows of long recordings (long-form jobs, theo/long_form.py) on two lanes of their
+# own: a lane runs one batch at a time, so a short request sent to a lane that held a
+# long file's windows waited for all of them (base: short p95 5.5x idle beside 4 long
+# files). Beside them, the engine makes long-form groups give way to short ones.
+LONG_FORM_LANES = ("transcribe_long", "transcribe_long_1")
+# Every lane but the file lanes of lane_api_names().
+DEDICATED_LANES = (*LONG_FORM_LANES, *LIVE_API_NAMES)
 
 
 def runner_service_name(model_name: str) -> str:
@@ -68,7 +75,7 @@ def make_runner_service(
         # BentoML's documented way to declare a service's model: a class attribute.
         ModelRunner.weights = BentoModel(stored_tag)  # type: ignore[attr-defined]
 
-    for api_name in lane_api_names(config):
+    for api_name in (*lane_api_names(config), *LONG_FORM_LANES):
         setattr(ModelRunner, api_name, _batching_api(api_name, config))
     for api_name in LIVE_API_NAMES:
         setattr(ModelRunner, api_name, _batching_api(api_name, config, engine="live_engine"))
@@ -82,7 +89,7 @@ def make_runner_service(
         name=name,
         workers=1,
         # BentoML runs sync APIs on this many threads: one per lane.
-        threads=config.concurrent_batches + len(LIVE_API_NAMES),
+        threads=config.concurrent_batches + len(DEDICATED_LANES),
         resources=resources,
         # concurrency: BentoCloud adds a replica above this many requests per replica.
         traffic={

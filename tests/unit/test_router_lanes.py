@@ -1,4 +1,5 @@
-"""theo/serving/router.py's live lanes: live jobs never take a file lane, partials their own."""
+"""theo/serving/router.py's dedicated lanes: long recordings' windows and live jobs never
+take a file lane (a lane runs one batch at a time), live partials take their own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import anyio
 import numpy as np
 
 from theo.serving.router import RunnerRouter
-from theo.serving.runner import LIVE_API_NAMES
+from theo.serving.runner import DEDICATED_LANES, LIVE_API_NAMES, LONG_FORM_LANES
 from theo.transcription import TranscriptionJob
 
 JOB = TranscriptionJob.from_samples(np.zeros(1600, dtype=np.float32))
@@ -76,9 +77,41 @@ def test_a_runner_without_live_lanes_runs_live_jobs_on_its_file_lanes() -> None:
     assert anyio.run(main) == ["transcribe", "transcribe"]
 
 
-def test_warm_up_trains_the_live_lanes_too() -> None:
+def test_warm_up_trains_the_dedicated_lanes_too() -> None:
+    runner = LaneRunner()
+    runner.release.set()
+    pool = router(runner, [*FILE_LANES, *DEDICATED_LANES])
+    anyio.run(pool.warm_up)
+    assert {lane for lane, _ in runner.calls} == {*FILE_LANES, *DEDICATED_LANES}
+
+
+LONG_FORM_JOB = JOB.model_copy(update={"long_form": True})
+
+
+def test_long_recordings_windows_take_their_lanes_and_a_short_job_a_free_file_lane() -> None:
+    runner = LaneRunner()
+    pool = router(runner, [*FILE_LANES, *DEDICATED_LANES])
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(pool.transcribe, "tiny", LONG_FORM_JOB)
+                await anyio.sleep(0)
+            group.start_soon(pool.transcribe, "tiny", JOB)
+            await anyio.sleep(0)
+            runner.release.set()
+
+    anyio.run(main)
+    assert [lane for lane, _ in runner.calls] == [
+        *LONG_FORM_LANES,
+        LONG_FORM_LANES[0],  # the least busy long-form lane, not an idle file lane
+        "transcribe",
+    ]
+
+
+def test_a_runner_without_long_form_lanes_runs_their_windows_on_its_file_lanes() -> None:
     runner = LaneRunner()
     runner.release.set()
     pool = router(runner, [*FILE_LANES, *LIVE_API_NAMES])
-    anyio.run(pool.warm_up)
-    assert {lane for lane, _ in runner.calls} == {*FILE_LANES, *LIVE_API_NAMES}
+    result = anyio.run(pool.transcribe, "tiny", LONG_FORM_JOB)
+    assert result.text == "transcribe"
