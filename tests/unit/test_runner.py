@@ -37,6 +37,12 @@ def test_batching_can_be_turned_off() -> None:
     assert not service.apis["transcribe"].batchable
 
 
+def test_a_max_batch_size_of_one_is_no_batching_not_a_runner_that_cannot_start() -> None:
+    # BentoML refuses max_batch_size 1 on a batchable API (a ValueError at start-up).
+    service = make_runner_service(manifest(max_batch_size=1), Path("/nowhere"))
+    assert not any(api.batchable for api in service.apis.values())
+
+
 def test_a_stored_model_is_declared_on_its_runner_service() -> None:
     # `bentoml build` packages the models a service declares; none when served from a folder.
     stored = make_runner_service(manifest(), Path("/nowhere"), stored_tag="alpha:v1")

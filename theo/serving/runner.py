@@ -114,8 +114,12 @@ def _batching_api(api_name: str, config: EngineConfig, engine: str = "engine") -
         return getattr(self, engine).transcribe_batch(jobs)  # type: ignore[no-any-return]
 
     transcribe.__name__ = transcribe.__qualname__ = api_name  # BentoML's API name and route
+    # A batch of at most one job is no batching; BentoML refuses max_batch_size 1 on a
+    # batchable API (the runner would not start).
+    if not config.batching or config.max_batch_size < 2:
+        return bentoml.api(batchable=False)(transcribe)
     return bentoml.api(
-        batchable=config.batching,
+        batchable=True,
         max_batch_size=config.max_batch_size,
         max_latency_ms=config.max_latency_ms,
     )(transcribe)
