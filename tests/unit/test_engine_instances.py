@@ -158,3 +158,23 @@ def test_a_long_form_group_makes_way_for_a_while_only() -> None:
     with choose.claim(), choose.claim_background():
         choose.make_way()  # returns after max_yield though the other group still runs
     choose.make_way()  # nothing else runs: at once
+
+
+def test_a_long_form_group_makes_way_for_another_engines_groups_too() -> None:
+    # The live instance is another engine on the same cores: its utterances go first.
+    choose = InstanceChooser(WORKERS, SOLO, max_yield=30.0)
+    live = InstanceChooser(WORKERS)
+    choose.also_make_way_for(live)
+    waited = threading.Event()
+
+    def long_form() -> None:
+        with choose.claim_background():
+            choose.make_way()
+            waited.set()
+
+    with live.claim():
+        thread = threading.Thread(target=long_form)
+        thread.start()
+        assert not waited.wait(0.2)  # held while the live group runs
+    assert waited.wait(10)  # and let go once it ends
+    thread.join()

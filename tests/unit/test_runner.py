@@ -6,7 +6,13 @@ from pathlib import Path
 
 from theo.manifest import EngineConfig, ModelManifest
 from theo.serving.bentoml_internals import DEFAULT_BATCHER_TICK_SECONDS, batcher_tick_seconds
-from theo.serving.runner import DEDICATED_LANES, lane_api_names, make_runner_service
+from theo.serving.runner import (
+    DEDICATED_LANES,
+    LIVE_GROUP_SIZE,
+    lane_api_names,
+    live_manifest,
+    make_runner_service,
+)
 
 
 def manifest(**engine: object) -> ModelManifest:
@@ -54,3 +60,12 @@ def test_defining_a_runner_does_not_tune_the_batcher() -> None:
     # Tuning is an explicit call when the runner starts, not a side effect of an import.
     make_runner_service(manifest(), Path("/nowhere"))
     assert batcher_tick_seconds() == DEFAULT_BATCHER_TICK_SECONDS
+
+
+def test_the_live_instance_splits_a_batch_over_its_workers_and_has_no_solo_instance() -> None:
+    live = live_manifest(manifest(num_workers=2, decode_batch_size=4, solo_cpu_threads=2))
+    assert live.engine_config.decode_batch_size == LIVE_GROUP_SIZE < 4
+    assert live.engine_config.solo_cpu_threads == 0
+    # one worker: nothing to spread over
+    alone = live_manifest(manifest(num_workers=1, decode_batch_size=4))
+    assert alone.engine_config.decode_batch_size == 4

@@ -99,6 +99,11 @@ class FasterWhisperEngine:
             result.batch_size = len(jobs)
         return done
 
+    def make_way_for(self, other: FasterWhisperEngine) -> None:
+        """This engine's long-form groups also make way for ``other``'s groups (another
+        instance of the model in this process, on the same cores)."""
+        self.instances.also_make_way_for(other.instances)
+
     def transcribe(self, job: TranscriptionJob) -> TranscriptionResult:
         """Decode one job (the unbatched path; same result as inside any batch)."""
         return self.transcribe_batch([job])[0]

@@ -6,12 +6,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 # The solo instance decodes a group only this long after two groups last overlapped.
 SOLO_AFTER_IDLE_SECONDS = 2.0
 # A long-form group holds its next model call at most this long while other groups run.
 MAX_YIELD_SECONDS = 5.0
+# Another chooser's groups end without notifying this one's condition: how often a waiting
+# long-form group looks at them again.
+OTHERS_POLL_SECONDS = 0.01
 
 Instance = TypeVar("Instance")
 
@@ -52,6 +55,8 @@ class InstanceChooser(Generic[Instance]):
         self._lock = threading.Lock()
         self._quiet = threading.Condition(self._lock)  # notified when a group ends
         self._background = 0  # long-form groups being decoded now
+        # Choosers of other engines in this process whose groups long-form ones wait for.
+        self._others: list[InstanceChooser[Any]] = []
 
     @property
     def running(self) -> int:
@@ -88,10 +93,21 @@ class InstanceChooser(Generic[Instance]):
             with self._lock:
                 self._background -= 1
 
+    def also_make_way_for(self, other: InstanceChooser[Any]) -> None:
+        """Long-form groups also wait while ``other`` decodes a group: another engine of
+        this process (the live instance) decodes on the same cores."""
+        self._others.append(other)
+
     def make_way(self) -> None:
-        """Wait (at most ``max_yield`` seconds) until no other group is being decoded."""
+        """Wait (at most ``max_yield`` seconds) until no other group is being decoded, here
+        or by the choosers of :meth:`also_make_way_for`."""
+        deadline = time.monotonic() + self._max_yield
         with self._lock:
-            self._quiet.wait_for(lambda: self._running == 0, timeout=self._max_yield)
+            while self._running > 0 or any(other.running > 0 for other in self._others):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._quiet.wait(timeout=min(left, OTHERS_POLL_SECONDS) if self._others else left)
 
     def _acquire(self) -> Instance:
         with self._lock:

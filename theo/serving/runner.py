@@ -29,6 +29,8 @@ LIVE_API_NAMES = (*LIVE_LANES, PARTIAL_LANE)
 # own: a lane runs one batch at a time, so a short request sent to a lane that held a
 # long file's windows waited for all of them (base: short p95 5.5x idle beside 4 long
 # files). Beside them, the engine makes long-form groups give way to short ones.
+# Utterances per engine group on the live instance (see live_manifest).
+LIVE_GROUP_SIZE = 2
 LONG_FORM_LANES = ("transcribe_long", "transcribe_long_1")
 # Every lane but the file lanes of lane_api_names().
 DEDICATED_LANES = (*LONG_FORM_LANES, *LIVE_API_NAMES)
@@ -70,6 +72,10 @@ def make_runner_service(
             self.live_engine = self.engine
             if get_settings().realtime_live_instance:
                 self.live_engine = FasterWhisperEngine(model_path, live_manifest(manifest))
+                # A live utterance must not wait for a long file's windows: on the same
+                # cores, long-form groups hold their next model call while it decodes
+                # (beside 4 long files, 8 live sessions' p95 was 5.9-7.0 s).
+                self.engine.make_way_for(self.live_engine)
 
     if stored_tag is not None:
         # BentoML's documented way to declare a service's model: a class attribute.
@@ -104,8 +110,14 @@ def make_runner_service(
 
 def live_manifest(manifest: ModelManifest) -> ModelManifest:
     """The live instance's manifest: no solo instance (two threads hardly speed up one
-    short utterance on CPU, and it would cost the model's memory once more)."""
-    config = manifest.engine_config.model_copy(update={"solo_cpu_threads": 0})
+    short utterance on CPU, and it would cost the model's memory once more), and a batch
+    split over the workers: a live batch waits for its slowest group, and one group of
+    four utterances on one worker made 8 sessions' p95 2.5 s against 1.7 s unbatched."""
+    engine = manifest.engine_config
+    group = engine.decode_batch_size
+    if engine.num_workers > 1:
+        group = min(group, LIVE_GROUP_SIZE)
+    config = engine.model_copy(update={"solo_cpu_threads": 0, "decode_batch_size": group})
     return manifest.model_copy(update={"engine_config": config})
 
 
