@@ -70,6 +70,17 @@ def start_server(
     return server
 
 
+def wait_warmed_up(server: RunningServer, models_dir: Path = MODELS_DIR) -> None:
+    """Wait until every runner's lanes are warmed up (theo/serving/router.py): the warm-up's
+    calls are the API process's work, which a test measuring that process must not count."""
+    runners = sum((d / "theo.yaml").is_file() for d in models_dir.iterdir())
+    deadline = time.monotonic() + 120
+    while server.log().count("runner warmed up") < runners:
+        if time.monotonic() > deadline:
+            pytest.fail(f"runners not warmed up within 120 s:\n{server.log()[-4000:]}")
+        time.sleep(0.2)
+
+
 def wait_healthy(*servers: RunningServer) -> None:
     """Wait for the first server's /health (the API), failing fast if any server dies."""
     deadline = time.monotonic() + STARTUP_TIMEOUT

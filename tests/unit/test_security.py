@@ -11,7 +11,7 @@ from theo.settings import Settings
 from theo.transcription import TranscriptionJob
 
 # Everything a request can set on the engine: the documented form fields, nothing else
-# (beam size, device, VAD... come from the model's manifest only).
+# (beam size, device, VAD... come from the model's manifest, or the server, only).
 DOCUMENTED_JOB_FIELDS = {
     "audio",  # file
     "sample_format",  # set by the server: how it decoded the file
@@ -23,6 +23,7 @@ DOCUMENTED_JOB_FIELDS = {
     "word_timestamps",  # timestamp_granularities[]=word
     "long_form",  # set by the server: a window of a longer recording (theo/long_form.py)
     "language_hint",  # set by the server: the language that recording was heard in so far
+    "beam_size",  # set by the server only: live partial text is decoded greedily (no form field)
 }
 
 
