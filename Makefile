@@ -29,14 +29,16 @@ $(BIN)/.installed: pyproject.toml
 models: install
 	$(BIN)/theo pull $(DEFAULT_MODELS)
 
-# Chromium and its driver for the browser tests (tests/integration/test_web.py), from apt
-# (Debian; as root or through sudo). Does nothing when both are there; CI runs it first.
+# Chromium and its driver for the browser tests (tests/integration/test_web.py), and Node
+# with npm for the Node SDK tests (test_streaming.py), from apt (Debian; as root or through
+# sudo). Does nothing when all are there; CI runs it first.
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v npm >/dev/null; \
+		then exit 0; fi; \
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	$$sudo apt-get update -qq && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		chromium chromium-driver
+		chromium chromium-driver $$(command -v npm >/dev/null || echo nodejs npm)
 
 lint: install
 	$(BIN)/ruff check .
