@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jiwer
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
@@ -40,3 +44,20 @@ def eval_items(eval_dir: Path, language: str = "en", subset: str = "core") -> li
         if item["subset"] == subset and item["language"] == language:
             items.append(EvalItem(eval_dir / item["path"], item["text"], item["duration_s"]))
     return items
+
+
+def machine() -> str:
+    """This machine, as every report's header names it."""
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GB, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def write_report(out: Path, text: str, report: dict[str, Any]) -> None:
+    """Write a benchmark's Markdown to ``out``, its data beside it as JSON, and print it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(text)

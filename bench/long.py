@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -39,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
-from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, wer
+from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, machine, wer, write_report
 from bench.long_recordings import (
     DEFAULT_CACHE_DIR,
     Recording,
@@ -472,8 +470,7 @@ def main() -> None:
         recordings = [r for r in recordings if r.name in args.recordings]
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GB, Python {platform.python_version()}",
+        "machine": machine(),
         "models": {},
     }
     # A SIGTERM (a timeout, a ^C from a wrapper) still stops the server below.
@@ -490,10 +487,7 @@ def main() -> None:
         process.wait(timeout=60)
     report["recordings"] = {r.name: {**asdict(r), "path": str(r.path)} for r in recordings}
     text = markdown(report, {r.name: r for r in recordings})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(text)
+    write_report(args.out, text, report)
 
 
 if __name__ == "__main__":

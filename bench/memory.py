@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -30,7 +28,7 @@ import httpx
 import numpy as np
 import psutil
 
-from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, wer
+from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, machine, wer, write_report
 from bench.long_recordings import DEFAULT_CACHE_DIR
 from bench.run import RssSampler, start_server
 from theo.audio import decode_audio
@@ -135,8 +133,7 @@ def main() -> None:
 
     report = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GB, Python {platform.python_version()}",
+        "machine": machine(),
         "model": args.model,
         "audio_seconds": round(block_seconds * repeats, 1),
         "upload_mb": round(len(long_file) / 2**20, 2),
@@ -171,10 +168,7 @@ def main() -> None:
             "",
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text_out, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(text_out)
+    write_report(args.out, text_out, report)
 
 
 if __name__ == "__main__":

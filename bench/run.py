@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, wer
+from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, machine, wer, write_report
 
 MODELS = ("faster-whisper-tiny.en", "faster-whisper-base")
 # A closed loop's first and last rounds leave cores idle (ramp-up, stragglers); with 32
@@ -287,8 +286,7 @@ def main() -> None:
     seconds = len(decode_audio(clip)) / 16_000
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GB, Python {platform.python_version()}",
+        "machine": machine(),
         "clip": args.clip.name,
         "clip_seconds": seconds,
         "requests": args.requests,
@@ -334,10 +332,7 @@ def main() -> None:
         report["models"][model]["raw"] = raw_engine(args.models_dir / model, args.clip, eval_dir)
         print(model, "raw", json.dumps(report["models"][model]["raw"]), flush=True)
     text = markdown(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(text)
+    write_report(args.out, text, report)
 
 
 if __name__ == "__main__":
