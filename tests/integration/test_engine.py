@@ -225,6 +225,30 @@ def test_long_form_windows_are_text_with_segments_timed_where_speech_starts() ->
     assert merged.words and [w.word for w in merged.words][:3] == [" And", " so", " my"]
 
 
+def test_a_long_form_window_whose_text_leaves_speech_out_is_decoded_again() -> None:
+    # Five read sentences, as the memory benchmark's block starts: decoded as text, tiny.en
+    # gives only the last one ("If the reader will excuse me ..."), its first 18 s left out.
+    tiny = engine("faster-whisper-tiny.en")
+    gap = np.zeros(int(0.8 * SAMPLE_RATE), dtype=np.float32)
+    clips = ["1089-134686-0000", "1089-134686-0001", "1089-134691-0000", "1089-134691-0001"]
+    clips.append("2412-153948-0000")
+    audio = np.concatenate([part for c in clips for part in (samples(f"{c}.flac"), gap)])
+    window = split_into_windows(audio, vad=True)[0]
+    result = tiny.transcribe(
+        TranscriptionJob.from_samples(window.samples, offset=window.offset, long_form=True)
+    )
+    text = result.text.lower()
+    for words in ["stew for dinner", "belly", "wait no longer", "paced up and down", "excuse me"]:
+        assert words in text
+    assert text.index("stew") < text.index("excuse")
+    # decoded with timestamps, its words still aligned: a segment starts where each clip's
+    # speech does (LibriSpeech clips open with 0.3-0.6 s of silence)
+    starts = [s.start for s in result.segments]
+    clip_starts = np.cumsum([0] + [len(samples(f"{c}.flac")) + len(gap) for c in clips[:-1]])
+    for clip_start in clip_starts / SAMPLE_RATE:
+        assert any(clip_start <= start <= clip_start + 1.0 for start in starts), clip_start
+
+
 def test_long_form_and_plain_jobs_share_a_batch() -> None:
     tiny = engine("faster-whisper-tiny.en")
     jfk = samples("jfk.flac")

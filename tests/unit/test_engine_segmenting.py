@@ -5,7 +5,9 @@ from __future__ import annotations
 from theo.engine.segmenting import (
     MIN_PAUSE_MS,
     PAUSE_TOLERANCE_SECONDS,
+    WORD_REACH_SECONDS,
     Pause,
+    longest_unheard_speech,
     pauses_between,
     segment_breaks,
 )
@@ -62,3 +64,23 @@ def test_a_pause_with_no_word_near_its_end_breaks_nothing() -> None:
     text = words((" one", 0.0, 0.5), (" two", late, late + 0.5))
     assert segment_breaks(text, [Pause(2.0, 10.0)]) == {}
     assert segment_breaks([], [Pause(0.0, 1.0)]) == {}
+
+
+def test_speech_every_word_comes_near_is_all_heard() -> None:
+    spans = [(0, 3 * S), (4 * S, 6 * S)]
+    heard = [(10.2, 10.9), (11.2, 12.6), (14.1, 15.8)]
+    assert longest_unheard_speech(heard, spans, offset=10.0) == 0.0
+
+
+def test_speech_before_the_first_word_after_the_last_or_between_is_unheard() -> None:
+    spans = [(0, 12 * S), (13 * S, 20 * S)]
+    reach = WORD_REACH_SECONDS
+    # the window's first 9 s were skipped (as Whisper does, decoding a window as text)
+    assert longest_unheard_speech([(9.0, 12.0)], spans, 0.0) == 9.0 - reach
+    # it stopped early: the second stretch of speech has no words at all
+    assert longest_unheard_speech([(0.0, 11.9)], spans, 0.0) == 7.0
+    # a sentence in the middle was left out
+    gap = longest_unheard_speech([(0.0, 4.0), (8.0, 12.0), (13.0, 20.0)], spans, 0.0)
+    assert gap == 4.0 - 2 * reach
+    # nothing is unheard where nobody speaks
+    assert longest_unheard_speech([], [], 0.0) == 0.0

@@ -24,7 +24,13 @@ from theo.engine.policy import (
     temperature_schedule,
 )
 from theo.engine.results import transcription_result
-from theo.engine.segmenting import MIN_PAUSE_MS, pauses_between, segment_breaks
+from theo.engine.segmenting import (
+    MIN_PAUSE_MS,
+    UNHEARD_SPEECH_SECONDS,
+    longest_unheard_speech,
+    pauses_between,
+    segment_breaks,
+)
 from theo.manifest import EngineConfig
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
@@ -42,13 +48,16 @@ class _Window:
     on the text so far (as ``WhisperModel.transcribe`` does within a window). A long-form
     window (``job.long_form``) is decoded as text in one pass instead (no timestamp
     tokens, so Whisper transcribes all of it); its words are then aligned to the audio
-    and its segments cut at pauses and sentence ends (theo/engine/segmenting.py).
+    and its segments cut at pauses and sentence ends (theo/engine/segmenting.py). Where
+    that text left a stretch of speech out, the window is decoded again with timestamps.
     """
 
     job: TranscriptionJob
     features: np.ndarray  # log-mel frames of the whole job, unpadded
     user_prompt: list[int]
     samples: np.ndarray | None = None  # a long-form window's, to find its pauses
+    as_text: bool = False  # decoded without timestamps (a long-form window, at first)
+    speech: list[tuple[int, int]] | None = None  # a long-form window's, found once
     seek: int = 0  # mel frames already decoded
     language: str | None = None
     tokenizer: Tokenizer | None = None
@@ -111,7 +120,7 @@ class GroupDecoder:
             for window in pending:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
                 job = window.job
-                key = (len(window.prompt_tokens), job.temperature, window.long_form, job.beam_size)
+                key = (len(window.prompt_tokens), job.temperature, window.as_text, job.beam_size)
                 stacks[key].append(window)
             for stack in stacks.values():
                 self._decode_stack(stack, instance, pause or _no_pause)
@@ -148,6 +157,7 @@ class GroupDecoder:
         window = _Window(job=job, features=features, user_prompt=prompt[-PROMPT_TOKENS_MAX:])
         if job.long_form:
             window.samples = samples
+            window.as_text = True
         if is_digital_silence(samples):
             window.seek = window.content_frames  # nothing to decode
         return window
@@ -192,9 +202,15 @@ class GroupDecoder:
             pause()
             self._align_words(stack, new_segments, encoder_output, features, wanted, instance)
         for i, window in enumerate(stack):
-            if window.long_form and new_segments[i]:
-                new_segments[i] = _cut_at_pauses(new_segments[i][0], window, self._text_tokens)
-            window.segments.extend(new_segments[i])
+            segments = new_segments[i]
+            if window.long_form and segments:
+                if window.as_text and _left_speech_out(segments[0], window):
+                    _decode_again_with_timestamps(window)
+                    continue
+                # Whisper's own segments too (a window decoded again): a long-form
+                # window's segments start where speech does.
+                segments = _cut_at_pauses(_joined(segments), window, self._text_tokens)
+            window.segments.extend(segments)
 
     def _assign_languages(
         self, stack: list[_Window], encoder_output: Any, instance: WhisperModel
@@ -238,7 +254,7 @@ class GroupDecoder:
         tokenizer = windows[0].tokenizer
         assert tokenizer is not None
         prompts = [
-            fw.prompt(self.model, w.tokenizer, w.prompt_tokens, without_timestamps=w.long_form)
+            fw.prompt(self.model, w.tokenizer, w.prompt_tokens, without_timestamps=w.as_text)
             for w in windows
         ]
         sampling: dict[str, Any] = (
@@ -293,7 +309,7 @@ class GroupDecoder:
         assert tokenizer is not None
         time_per_frame = fw.time_per_frame(self.model)
         time_offset = window.offset + window.seek * time_per_frame
-        if window.long_form:
+        if window.as_text:
             return self._advance_text(window, attempt, time_offset)
         subsegments, consumed = fw.split_segments(
             self.model, tokenizer, attempt.tokens, time_offset, window.segment_size
@@ -392,6 +408,42 @@ def _no_pause() -> None:
     pass
 
 
+def _speech(window: _Window) -> list[tuple[int, int]]:
+    """Where a long-form window holds speech (Silero VAD), found once."""
+    if window.speech is None:
+        assert window.samples is not None
+        window.speech = fw.speech_spans(window.samples, MIN_PAUSE_MS)
+    return window.speech
+
+
+def _left_speech_out(whole: dict[str, Any], window: _Window) -> bool:
+    """Whether a text-only pass's words, aligned, leave a stretch of speech untranscribed."""
+    words = [(w["start"], w["end"]) for w in whole.get("words") or []]
+    unheard = longest_unheard_speech(words, _speech(window), window.offset)
+    return unheard >= UNHEARD_SPEECH_SECONDS
+
+
+def _decode_again_with_timestamps(window: _Window) -> None:
+    """Start a window over as a timestamped decode, which resumes wherever Whisper stops
+    (its words are still aligned: a long-form window's timestamps are its words')."""
+    window.as_text = False
+    window.seek = 0
+    window.history.clear()  # not the text that left speech out as the prompt
+
+
+def _joined(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """A pass's segments as one, their words aligned."""
+    if len(segments) == 1:
+        return segments[0]
+    return {
+        **segments[0],
+        "end": segments[-1]["end"],
+        "text": "".join(s["text"] for s in segments),
+        "tokens": [t for s in segments for t in s["tokens"]],
+        "words": [w for s in segments for w in s.get("words") or []],
+    }
+
+
 def _cut_at_pauses(
     whole: dict[str, Any], window: _Window, encode: Callable[[_Window, str], list[int]]
 ) -> list[dict[str, Any]]:
@@ -400,8 +452,7 @@ def _cut_at_pauses(
     if not words:
         return [whole]
     assert window.samples is not None
-    speech = fw.speech_spans(window.samples, MIN_PAUSE_MS)
-    pauses = pauses_between(speech, len(window.samples), window.offset)
+    pauses = pauses_between(_speech(window), len(window.samples), window.offset)
     breaks = segment_breaks([(w["word"], w["start"], w["end"]) for w in words], pauses)
     starts = sorted({0, *breaks})
     segments = []

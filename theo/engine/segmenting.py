@@ -20,6 +20,13 @@ MIN_PAUSE_MS = 250
 # stretches it back into the pause) and at most this far past its end.
 PAUSE_TOLERANCE_SECONDS = 0.5
 SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")  # and the fullwidth ones
+# Decoding a window as text, Whisper sometimes skips a sentence or stops before the end
+# of the audio. Speech this long that no aligned word comes near was not transcribed: the
+# window is decoded again with timestamps. (On the memory benchmark's block, 5 of 22
+# windows had such a stretch, of 3-10 s, and the other 17 none; docs/performance.md.)
+UNHEARD_SPEECH_SECONDS = 1.0
+# How far around an aligned word its audio reaches (alignment is ~0.1-0.3 s off at a word's edges).
+WORD_REACH_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -61,3 +68,26 @@ def segment_breaks(
                 breaks[i] = min(max(start, pause.end), end)
             break
     return breaks
+
+
+def longest_unheard_speech(
+    words: Sequence[tuple[float, float]], spans: Sequence[tuple[int, int]], offset: float
+) -> float:
+    """The longest stretch of speech, in seconds, that no word comes near.
+
+    ``words`` are (start, end) in seconds into the request, ``spans`` speech as sample
+    pairs of a window that starts ``offset`` s into it.
+    """
+    heard = sorted((start - WORD_REACH_SECONDS, end + WORD_REACH_SECONDS) for start, end in words)
+    longest = 0.0
+    for first, end in spans:
+        cursor, stop = offset + first / SAMPLE_RATE, offset + end / SAMPLE_RATE
+        for start, finish in heard:
+            if finish <= cursor:
+                continue
+            if start >= stop:
+                break
+            longest = max(longest, start - cursor)
+            cursor = max(cursor, finish)
+        longest = max(longest, stop - cursor)
+    return longest
