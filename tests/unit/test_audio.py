@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import io
 
+import av
 import numpy as np
 import pytest
 
@@ -44,6 +46,21 @@ def test_16k_mono_wav_passes_through() -> None:
     # Already 16 kHz mono 16-bit: the samples are the file's PCM data scaled to [-1, 1).
     pcm = np.frombuffer(raw[-2 * SAMPLE_RATE :], dtype="<i2")
     assert len(samples) == SAMPLE_RATE
+    assert np.array_equal(samples, pcm.astype(np.float32) / 32768.0)
+
+
+def test_a_16k_mono_int16_flac_decodes_to_its_exact_samples() -> None:
+    # The form that skips the resampler: every sample must come back as it went in.
+    pcm = np.random.default_rng(7).integers(-20000, 20000, 5 * SAMPLE_RATE, dtype=np.int16)
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="flac") as container:
+        stream = container.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    samples = decode_audio(out.getvalue())
     assert np.array_equal(samples, pcm.astype(np.float32) / 32768.0)
 
 
