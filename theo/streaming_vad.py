@@ -53,9 +53,10 @@ class SpeechProbabilities:
     def batch(self, samples: np.ndarray) -> np.ndarray:
         """The probabilities of one batch of whole frames (at most BATCH_FRAMES of them)."""
         frames = samples.reshape(-1, FRAME)
-        if len(frames) == BATCH_FRAMES and not np.any(frames):
-            # 320 s of digital silence: no speech, and nothing for the model to see. (The
-            # one place this differs from faster-whisper: its state is not advanced.)
+        if not np.any(frames):
+            # Digital silence (up to 320 s; the last batch may be shorter): no speech, and
+            # nothing for the model to see. (The one place this differs from faster-whisper:
+            # its state is not advanced.)
             self._context = frames[-1, -CONTEXT:].copy()
             return np.zeros(len(frames), dtype=np.float32)
         contexts = np.empty((len(frames), CONTEXT), dtype=np.float32)
