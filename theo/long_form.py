@@ -6,12 +6,14 @@ long_form``): the engine decodes them as text whose words it aligns to the audio
 decode of a window's end over again, true timestamps; theo/engine/passes.py), in groups
 that make way for the runner's other work between model calls.
 
-Per model and API process, at most :data:`LONG_FORM_WINDOWS_IN_FLIGHT` long-form windows
-are at the runner at once, from all requests together, in the order they were asked
-for: several long recordings share the runner window by window, and a runner lane always
-holds little long-form work for a short request to wait behind (a lane runs one batch at
-a time). A long-form window also carries the language its recording was heard in so far,
-which it keeps unless its own detection is sure of another.
+A recording's windows go :data:`LONG_FORM_WINDOWS_PER_CALL` at a time, in one call, which
+the runner decodes as one stack. Per model and API process, at most
+:data:`LONG_FORM_CALLS_IN_FLIGHT` such calls are at the runner at once, from all requests
+together, in the order they were asked for: several long recordings share the runner a
+call at a time, and a runner lane always holds little long-form work for a short request
+to wait behind (a lane runs one batch at a time). A long-form window also carries the
+language its recording was heard in so far, which it keeps unless its own detection is
+sure of another.
 """
 
 from __future__ import annotations
@@ -24,11 +26,17 @@ from theo.http.backend import TranscriptionBackend
 from theo.http.windows import results_in_order
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
-# Enough for one stack of two windows on each of a CPU runner's two workers (a stack
-# costs less per window than a window alone), and the most a long recording gets alone.
-LONG_FORM_WINDOWS_IN_FLIGHT = 4
+# A stack of two windows costs less per window than a window alone. Sent one by one as
+# the results before them came back, a file's windows reached the runner's lanes one at
+# a time and were decoded alone (8 of 9 batches of the LJ chapter): calls of two make
+# every stack (but a file's odd last window) two windows.
+LONG_FORM_WINDOWS_PER_CALL = 2
+# One call for each of a CPU runner's two workers (and its two long-form lanes): both
+# cores busy, and the most a long recording gets alone.
+LONG_FORM_CALLS_IN_FLIGHT = 2
+LONG_FORM_WINDOWS_IN_FLIGHT = LONG_FORM_WINDOWS_PER_CALL * LONG_FORM_CALLS_IN_FLIGHT
 
-# Each model's long-form windows at the runner, per event loop (a semaphore is bound to
+# Each model's long-form calls at the runner, per event loop (a semaphore is bound to
 # the loop it first waits on; tests run several).
 _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
@@ -38,12 +46,12 @@ _in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, async
 def _long_form_slots(model: str) -> asyncio.Semaphore:
     slots = _in_flight.setdefault(asyncio.get_running_loop(), {})
     if model not in slots:
-        slots[model] = asyncio.Semaphore(LONG_FORM_WINDOWS_IN_FLIGHT)
+        slots[model] = asyncio.Semaphore(LONG_FORM_CALLS_IN_FLIGHT)
     return slots[model]
 
 
 class _LongForm:
-    """The backend, as one long recording's windows see it: each call a long-form job,
+    """The backend, as one long recording's windows see it: each call of long-form jobs
     within the model's long-form slots, with the recording's language so far."""
 
     def __init__(self, backend: TranscriptionBackend):
@@ -51,13 +59,24 @@ class _LongForm:
         self.language: str | None = None  # of the last window heard with speech
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
-        hint = None if job.language else self.language
-        job = job.model_copy(update={"long_form": True, "language_hint": hint})
-        async with _long_form_slots(model):
-            result = await self._backend.transcribe(model, job)
-        if result.segments and result.error is None:
-            self.language = result.language
+        (result,) = await self.transcribe_many(model, [job])
         return result
+
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        jobs = [
+            job.model_copy(
+                update={"long_form": True, "language_hint": None if job.language else self.language}
+            )
+            for job in jobs
+        ]
+        async with _long_form_slots(model):
+            results = await self._backend.transcribe_many(model, jobs)
+        for result in results:
+            if result.segments and result.error is None:
+                self.language = result.language
+        return results
 
     async def readiness(self) -> dict[str, bool]:
         return await self._backend.readiness()
@@ -83,7 +102,7 @@ async def transcribe_in_order(
     to_send: TranscriptionBackend = backend if second is None else _LongForm(backend)
     results = results_in_order(
         to_send, model, _resumed(first, second, source), in_flight=in_flight,
-        first_alone=first_alone,
+        first_alone=first_alone, per_call=1 if second is None else LONG_FORM_WINDOWS_PER_CALL,
     )  # fmt: skip
     try:
         async for result in results:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from theo.errors import ServiceUnavailableError
 from theo.http.backend import TranscriptionBackend
 from theo.transcription import Segment, TranscriptionJob, TranscriptionResult, Word
@@ -74,6 +76,7 @@ class FakeBackend:
         self.ready = ready if ready is not None else {}
         self.failures = list(failures or [])
         self.calls: list[tuple[str, TranscriptionJob]] = []
+        self.many_calls: list[int] = []  # the jobs of each transcribe_many call
         self.warmed_up = False
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
@@ -90,6 +93,12 @@ class FakeBackend:
                 return result.model_copy(update={"error": failure})
             raise failure
         return result
+
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        self.many_calls.append(len(jobs))
+        return list(await asyncio.gather(*(self.transcribe(model, job) for job in jobs)))
 
     async def warm_up(self) -> None:
         self.warmed_up = True

@@ -9,7 +9,11 @@ import pytest
 
 from tests.unit.fakes import FakeBackend
 from theo.errors import InternalServerError
-from theo.long_form import LONG_FORM_WINDOWS_IN_FLIGHT, transcribe_in_order
+from theo.long_form import (
+    LONG_FORM_WINDOWS_IN_FLIGHT,
+    LONG_FORM_WINDOWS_PER_CALL,
+    transcribe_in_order,
+)
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
 MODEL = "faster-whisper-base"
@@ -61,6 +65,20 @@ def test_a_long_recordings_windows_are_long_form_jobs_in_order() -> None:
     assert run(backend, [window(o) for o in offsets]) == offsets
     assert [job.offset for _, job in backend.calls] == offsets
     assert all(job.long_form for _, job in backend.calls)
+
+
+def test_a_long_recordings_windows_go_two_per_call_for_the_runner_to_stack() -> None:
+    backend = SlowBackend()
+    offsets = [30.0 * i for i in range(7)]
+    assert run(backend, [window(o) for o in offsets]) == offsets
+    # Six in calls of two (each one stack at the runner), the odd last one alone.
+    assert backend.many_calls == [LONG_FORM_WINDOWS_PER_CALL] * 3 + [1]
+
+
+def test_a_streamed_recordings_first_window_goes_alone_then_two_per_call() -> None:
+    backend = SlowBackend()
+    assert len(run(backend, [window(30.0 * i) for i in range(5)], first_alone=True)) == 5
+    assert backend.many_calls == [1, 2, 2]
 
 
 def test_later_windows_carry_the_language_heard_so_far() -> None:

@@ -28,6 +28,12 @@ class Recorder:
         self.calls.append(("file", 1))
         return TranscriptionResult(text="file")
 
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        self.calls.append(("file", len(jobs)))
+        return [TranscriptionResult(text="file") for _ in jobs]
+
     async def transcribe_live(
         self, model: str, jobs: list[TranscriptionJob], *, partial: bool = False
     ) -> list[TranscriptionResult]:
@@ -84,6 +90,11 @@ def test_a_backend_without_live_lanes_gets_file_jobs() -> None:
     class FileOnly:
         async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
             return TranscriptionResult(text="file")
+
+        async def transcribe_many(
+            self, model: str, jobs: list[TranscriptionJob]
+        ) -> list[TranscriptionResult]:
+            return [TranscriptionResult(text="file") for _ in jobs]
 
         async def readiness(self) -> dict[str, bool]:
             return {}

@@ -74,6 +74,11 @@ class ScriptedBackend:
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
         return (await self.transcribe_live(model, [job]))[0]
 
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        return await self.transcribe_live(model, jobs)
+
     async def transcribe_live(
         self, model: str, jobs: list[TranscriptionJob], *, partial: bool = False
     ) -> list[TranscriptionResult]:

@@ -109,6 +109,27 @@ def test_long_recordings_windows_take_their_lanes_and_a_short_job_a_free_file_la
     ]
 
 
+def test_a_long_recordings_windows_sent_together_are_one_call_on_one_long_form_lane() -> None:
+    runner = LaneRunner()
+    pool = router(runner, [*FILE_LANES, *DEDICATED_LANES])
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for _ in range(2):
+                group.start_soon(pool.transcribe_many, "tiny", [LONG_FORM_JOB, LONG_FORM_JOB])
+                await anyio.sleep(0)
+            group.start_soon(pool.transcribe_many, "tiny", [JOB, LONG_FORM_JOB])
+            await anyio.sleep(0)
+            runner.release.set()
+
+    anyio.run(main)
+    assert runner.calls == [
+        (LONG_FORM_LANES[0], 2),
+        (LONG_FORM_LANES[1], 2),
+        ("transcribe", 2),  # not all long-form: a file lane
+    ]
+
+
 def test_a_runner_without_long_form_lanes_runs_their_windows_on_its_file_lanes() -> None:
     runner = LaneRunner()
     runner.release.set()

@@ -308,16 +308,17 @@ def test_a_window_failing_mid_stream_ends_it_with_an_error_event(start: Start) -
     down = ServiceUnavailableError("The runner for 'x' is unreachable; retry shortly.")
     original = backend.transcribe
 
-    async def third_fails(model: str, job: TranscriptionJob) -> TranscriptionResult:
-        if 25 < job.offset < 35:
+    async def fourth_fails(model: str, job: TranscriptionJob) -> TranscriptionResult:
+        if 40 < job.offset < 50:
             raise down
         return await original(model, job)
 
-    backend.transcribe = third_fails  # type: ignore[method-assign]
+    backend.transcribe = fourth_fails  # type: ignore[method-assign]
     client = start(backend)
     status, _, events = stream(client)
     assert status == 200
-    assert [e["type"] for e in events] == ["transcript.text.delta"] * 2 + ["error"]
+    # The first window goes alone, the others two per call: the fourth fails its call.
+    assert [e["type"] for e in events] == ["transcript.text.delta"] * 3 + ["error"]
     assert events[-1] == {"type": "error", **down.to_openai()}
     # The next request is fine.
     assert stream(client, audio=FRENCH)[2][-1]["type"] == "transcript.text.done"

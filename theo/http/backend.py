@@ -15,6 +15,13 @@ class TranscriptionBackend(Protocol):
         """Run one job on ``model``; raise a :class:`theo.errors.TheoError` on failure."""
         ...
 
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        """Run ``jobs`` as one call, which the runner decodes as one batch (a long
+        recording's consecutive windows); their results in order. Fails as ``transcribe``."""
+        ...
+
     async def readiness(self) -> dict[str, bool]:
         """Whether each model's runner is ready to take work."""
         ...

@@ -21,6 +21,7 @@ async def results_in_order(
     in_flight: int,
     first_alone: bool = False,
     ahead: int = 1,
+    per_call: int = 1,
 ) -> AsyncGenerator[TranscriptionResult, None]:
     """Each job's result, in the jobs' order, with at most ``in_flight`` jobs at the runner.
 
@@ -32,44 +33,59 @@ async def results_in_order(
     iterator early (the client left, a job failed) cancels the jobs in progress, and the
     jobs not yet sent are never sent (nor cut).
 
+    ``per_call``: consecutive jobs go to the runner this many at a time, in one call
+    (``transcribe_many``), so the runner decodes them as one batch however they arrive.
+
     ``first_alone``: the other jobs go once the first one's result is in. Sent together,
     the first windows share a batch and arrive together; alone, the first is decoded by
     itself (on an idle runner with all its threads), so a stream's first delta comes
     sooner at little cost to the whole.
     """
-    gate = asyncio.Semaphore(in_flight)
+    per_call = max(1, min(per_call, in_flight))
+    gate = asyncio.Semaphore(max(1, in_flight // per_call))  # calls at the runner
     room = asyncio.Semaphore(in_flight + ahead)
-    order: asyncio.Queue[asyncio.Future[TranscriptionResult] | None] = asyncio.Queue()
-    tasks: list[asyncio.Future[TranscriptionResult]] = []
+    order: asyncio.Queue[tuple[asyncio.Future[list[TranscriptionResult]], int] | None] = (
+        asyncio.Queue()
+    )
+    calls: list[asyncio.Future[list[TranscriptionResult]]] = []
     closed = False
 
-    async def run(job: TranscriptionJob) -> TranscriptionResult:
-        if first_alone and tasks and job is not first_job:
-            await asyncio.wait({tasks[0]})
+    async def run(call: list[TranscriptionJob], first: bool) -> list[TranscriptionResult]:
+        if first_alone and not first:
+            await asyncio.wait({calls[0]})
         # A long file's windows go to the runner a few at a time, so they interleave
         # with other requests' windows instead of queueing ahead of all of them.
         async with gate:
             if closed:  # its turn came as the request was being stopped
                 raise asyncio.CancelledError()
-            return await backend.transcribe(model, job)
+            if len(call) == 1:
+                return [await backend.transcribe(model, call[0])]
+            return await backend.transcribe_many(model, call)
 
-    first_job: TranscriptionJob | None = None
+    def send(call: list[TranscriptionJob]) -> None:
+        task = asyncio.ensure_future(run(call, first=not calls))
+        calls.append(task)
+        for index in range(len(call)):
+            order.put_nowait((task, index))
 
     async def produce() -> None:
-        nonlocal first_job
         source = aiter(jobs) if isinstance(jobs, AsyncIterable) else _from_iterable(jobs)
+        call: list[TranscriptionJob] = []
         try:
             async for job in source:
                 await room.acquire()
-                if first_job is None:
-                    first_job = job
-                task = asyncio.ensure_future(run(job))
-                tasks.append(task)
-                order.put_nowait(task)
+                call.append(job)
+                if len(call) == (1 if first_alone and not calls else per_call):
+                    send(call)
+                    call = []
+            if call:
+                send(call)
         except Exception as exc:  # the jobs' source failed (e.g. undecodable audio)
-            failed: asyncio.Future[TranscriptionResult] = asyncio.get_running_loop().create_future()
+            failed: asyncio.Future[list[TranscriptionResult]] = (
+                asyncio.get_running_loop().create_future()
+            )
             failed.set_exception(exc)
-            order.put_nowait(failed)
+            order.put_nowait((failed, 0))
         finally:
             close = getattr(source, "aclose", None)
             if close is not None:
@@ -79,9 +95,10 @@ async def results_in_order(
     producer = asyncio.ensure_future(produce())
     try:
         while (next_result := await order.get()) is not None:
-            # Shielded: cancelling this request must not cancel one window alone, whose
-            # slot would pass to the next window before the rest are cancelled below.
-            result = await asyncio.shield(next_result)
+            call_results, index = next_result
+            # Shielded: cancelling this request must not cancel one call alone, whose
+            # slot would pass to the next call before the rest are cancelled below.
+            result = (await asyncio.shield(call_results))[index]
             room.release()
             if result.error is not None:
                 logger.error("runner failed: %s", result.error)
@@ -90,10 +107,10 @@ async def results_in_order(
     finally:
         closed = True
         producer.cancel()
-        for task in tasks:
+        for task in calls:
             task.cancel()
         # Wait until every call has let go (a job at the runner is abandoned, not waited for).
-        await asyncio.gather(producer, *tasks, return_exceptions=True)
+        await asyncio.gather(producer, *calls, return_exceptions=True)
 
 
 async def _from_iterable(jobs: Iterable[TranscriptionJob]) -> AsyncIterator[TranscriptionJob]:

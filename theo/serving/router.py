@@ -63,11 +63,18 @@ class RunnerRouter:
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
         """Run one job: a long recording's window on the long-form lanes, others (and all
         jobs, on a runner without long-form lanes) on the file lanes."""
-        lanes = (self._long_form_in_flight.get(model) if job.long_form else None) or (
+        (result,) = await self.transcribe_many(model, [job])
+        return result
+
+    async def transcribe_many(
+        self, model: str, jobs: list[TranscriptionJob]
+    ) -> list[TranscriptionResult]:
+        """Run jobs in one call on one lane, as :meth:`transcribe` would route them."""
+        long_form = all(job.long_form for job in jobs)
+        lanes = (self._long_form_in_flight.get(model) if long_form else None) or (
             self._in_flight.get(model)
         )
-        (result,) = await self._run(model, [job], lanes)
-        return result
+        return await self._run(model, jobs, lanes)
 
     async def transcribe_live(
         self, model: str, jobs: list[TranscriptionJob], *, partial: bool = False
