@@ -134,6 +134,39 @@ def test_a_long_form_group_gets_the_workers_and_is_no_load_for_the_solo_instance
     assert choose.background == 0 and choose.running == 0
 
 
+def test_a_long_form_group_alone_makes_its_calls_on_the_solo_instance() -> None:
+    choose = chooser(FakeClock())
+    with choose.claim_background():
+        assert choose.make_way() == SOLO  # the only group: all the threads
+        with choose.claim() as short:
+            # A short group arriving meanwhile must not queue behind that call.
+            assert short == WORKERS
+        assert choose.make_way() == SOLO  # alone again
+    with choose.claim() as short:
+        assert short == SOLO  # let go when the long-form group ended
+
+
+def test_two_long_form_groups_make_their_calls_on_the_workers() -> None:
+    choose = chooser(FakeClock())
+    other_in, other_out = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def other_group() -> None:
+        with choose.claim_background():
+            other_in.set()
+            assert other_out.wait(10)
+
+    with choose.claim_background():
+        thread = threading.Thread(target=other_group)
+        thread.start()
+        assert other_in.wait(10)
+        seen.append(choose.make_way())  # beside another long-form group: one thread each
+        other_out.set()
+        thread.join()
+        seen.append(choose.make_way())  # the other ended: alone
+    assert seen == [WORKERS, SOLO]
+
+
 def test_a_long_form_group_makes_way_while_another_group_runs() -> None:
     choose = InstanceChooser(WORKERS, SOLO, max_yield=30.0)
     started, waited = threading.Event(), threading.Event()

@@ -28,12 +28,14 @@ class InstanceChooser(Generic[Instance]):
     ``solo_after_idle`` seconds; under load the solo instance's threads would contend
     with the workers' for the cores. The instances are opaque here.
 
-    Long-form groups (windows of long recordings, :meth:`claim_background`) always get
-    the workers' instance, and make way for the others: before each model call they wait
-    while any other group runs (at most ``max_yield`` seconds a call), so a short request
-    arriving beside a long file waits for the call in progress, never for the file. They
-    do not count as load for the solo instance: the group that arrives beside them is
-    the one that should get all the threads.
+    Long-form groups (windows of long recordings, :meth:`claim_background`) make way for
+    the others: before each model call they wait while any other group runs (at most
+    ``max_yield`` seconds a call), so a short request arriving beside a long file waits
+    for the call in progress, never for the file. They decode on the workers' instance,
+    but a long-form group that is the only group being decoded (a recording's last
+    windows, while the other worker idles) makes its next call on the solo instance.
+    They do not count as load for the solo instance: the group that arrives beside them
+    is the one that should get all the threads.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class InstanceChooser(Generic[Instance]):
         self._lock = threading.Lock()
         self._quiet = threading.Condition(self._lock)  # notified when a group ends
         self._background = 0  # long-form groups being decoded now
+        self._solo_holder: int | None = None  # the long-form group's thread that has it
         # Choosers of other engines in this process whose groups long-form ones wait for.
         self._others: list[InstanceChooser[Any]] = []
 
@@ -92,22 +95,37 @@ class InstanceChooser(Generic[Instance]):
         finally:
             with self._lock:
                 self._background -= 1
+                if self._solo_holder == threading.get_ident():
+                    self._solo_holder = None
 
     def also_make_way_for(self, other: InstanceChooser[Any]) -> None:
         """Long-form groups also wait while ``other`` decodes a group: another engine of
         this process (the live instance) decodes on the same cores."""
         self._others.append(other)
 
-    def make_way(self) -> None:
+    def make_way(self) -> Instance:
         """Wait (at most ``max_yield`` seconds) until no other group is being decoded, here
-        or by the choosers of :meth:`also_make_way_for`."""
+        or by the choosers of :meth:`also_make_way_for`; then the instance for a long-form
+        group's next model call (from its own thread): the solo one if it is the only
+        group being decoded, else the workers'."""
+        me = threading.get_ident()
         deadline = time.monotonic() + self._max_yield
         with self._lock:
-            while self._running > 0 or any(other.running > 0 for other in self._others):
+            if self._solo_holder == me:
+                self._solo_holder = None
+            while self._others_run():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    break
                 self._quiet.wait(timeout=min(left, OTHERS_POLL_SECONDS) if self._others else left)
+            alone = self._background == 1 and not self._others_run()
+            if alone and self.solo is not None and self._solo_holder is None:
+                self._solo_holder = me
+                return self.solo
+            return self.workers
+
+    def _others_run(self) -> bool:
+        return self._running > 0 or any(other.running > 0 for other in self._others)
 
     def _acquire(self) -> Instance:
         with self._lock:
@@ -116,6 +134,10 @@ class InstanceChooser(Generic[Instance]):
             if self._running > 1:
                 self._last_overlap = now
                 return self.workers
-            if self.solo is not None and now - self._last_overlap > self._solo_after_idle:
+            if (
+                self.solo is not None
+                and self._solo_holder is None  # else it would queue behind a long-form call
+                and now - self._last_overlap > self._solo_after_idle
+            ):
                 return self.solo
             return self.workers

@@ -84,8 +84,9 @@ class _Window:
         return (self.user_prompt + self.history)[-PROMPT_TOKENS_MAX:]
 
 
-# Called by a group before each CTranslate2 call; may block (theo/engine/instances.py).
-MakeWay = Callable[[], None]
+# Called by a group before each CTranslate2 call; may block, and names the instance the
+# call runs on (theo/engine/instances.py).
+MakeWay = Callable[[], WhisperModel]
 
 
 class GroupDecoder:
@@ -106,8 +107,8 @@ class GroupDecoder:
     def decode(
         self, jobs: list[TranscriptionJob], instance: WhisperModel, pause: MakeWay | None = None
     ) -> list[TranscriptionResult]:
-        """Decode a group's jobs, each at most 30 s, on ``instance``; ``pause`` before each
-        model call."""
+        """Decode a group's jobs, each at most 30 s, on ``instance``, or on the instance
+        ``pause`` names before each model call."""
         windows = [self._prepare(job) for job in jobs]
         for _ in range(MAX_PASSES):
             pending = [w for w in windows if w.seek < w.content_frames]
@@ -123,7 +124,7 @@ class GroupDecoder:
                 key = (len(window.prompt_tokens), job.temperature, window.as_text, job.beam_size)
                 stacks[key].append(window)
             for stack in stacks.values():
-                self._decode_stack(stack, instance, pause or _no_pause)
+                self._decode_stack(stack, pause or (lambda: instance))
         return [
             transcription_result(
                 window.job,
@@ -172,25 +173,25 @@ class GroupDecoder:
             )
         return self._tokenizers[key]
 
-    def _decode_stack(self, stack: list[_Window], instance: WhisperModel, pause: MakeWay) -> None:
+    def _decode_stack(self, stack: list[_Window], pause: MakeWay) -> None:
         """One pass over a stack: encode, decode (hotter again where it failed), advance."""
         features = np.stack(
             [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size]) for w in stack]
         )
-        pause()
+        instance = pause()
         encoder_output = self.encode(features, instance)
         self._assign_languages(stack, encoder_output, instance)
         for window in stack:
             window.attempts.clear()
-        pause()
+        instance = pause()
         self._generate(stack, encoder_output, stack[0].job.temperature, instance)
         schedule = temperature_schedule(stack[0].job.temperature, self.config.fallback_temperatures)
         for temperature in schedule[1:]:
             failed = [i for i, w in enumerate(stack) if w.attempts[-1].failed]
             if not failed:
                 break
+            instance = pause()
             subset = self._select(encoder_output, features, failed, instance)
-            pause()
             self._generate([stack[i] for i in failed], subset, temperature, instance)
         new_segments = [self._advance(window, best_attempt(window.attempts)) for window in stack]
         wanted = [
@@ -199,7 +200,7 @@ class GroupDecoder:
             if (w.job.word_timestamps or w.long_form) and new_segments[i]
         ]
         if wanted:
-            pause()
+            instance = pause()
             self._align_words(stack, new_segments, encoder_output, features, wanted, instance)
         for i, window in enumerate(stack):
             segments = new_segments[i]
@@ -402,10 +403,6 @@ class GroupDecoder:
                 PREPEND_PUNCTUATIONS,
                 APPEND_PUNCTUATIONS,
             )
-
-
-def _no_pause() -> None:
-    pass
 
 
 def _speech(window: _Window) -> list[tuple[int, int]]:
