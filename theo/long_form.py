@@ -95,14 +95,17 @@ async def transcribe_in_order(
 ) -> AsyncGenerator[TranscriptionResult, None]:
     """Each window's result in order, as :func:`theo.http.windows.results_in_order` gives
     them (the same arguments, errors and cancellation): a request with a second window
-    is a long recording, whose windows go as long-form jobs."""
+    is a long recording, whose windows go as long-form jobs, two per call."""
     source = aiter(jobs) if isinstance(jobs, AsyncIterable) else _from_iterable(jobs)
     first = await anext(source, None)
     second = await anext(source, None) if first is not None else None
     to_send: TranscriptionBackend = backend if second is None else _LongForm(backend)
+    # A long recording's calls are of two windows, and a call's results are taken in
+    # order: two windows ahead, so a call that ends first can make way for the next at once.
+    per_call = 1 if second is None else LONG_FORM_WINDOWS_PER_CALL
     results = results_in_order(
         to_send, model, _resumed(first, second, source), in_flight=in_flight,
-        first_alone=first_alone, per_call=1 if second is None else LONG_FORM_WINDOWS_PER_CALL,
+        first_alone=first_alone, per_call=per_call, ahead=per_call,
     )  # fmt: skip
     try:
         async for result in results:

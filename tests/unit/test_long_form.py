@@ -75,6 +75,26 @@ def test_a_long_recordings_windows_go_two_per_call_for_the_runner_to_stack() -> 
     assert backend.many_calls == [LONG_FORM_WINDOWS_PER_CALL] * 3 + [1]
 
 
+@pytest.mark.parametrize(
+    ("windows", "calls"),
+    [
+        (2, [1, 1]),  # side by side on both workers, not one stack on one
+        (3, [2, 1]),
+        (4, [2, 2]),  # one round: a stack on each worker
+        (5, [2, 2, 1]),
+        (6, [2, 2, 1, 1]),  # the last two would be a round of one call: split
+        (8, [2, 2, 2, 2]),
+    ],
+)
+def test_a_last_call_that_would_start_a_round_alone_is_split(
+    windows: int, calls: list[int]
+) -> None:
+    backend = SlowBackend()
+    offsets = [30.0 * i for i in range(windows)]
+    assert run(backend, [window(o) for o in offsets]) == offsets
+    assert backend.many_calls == calls
+
+
 def test_a_streamed_recordings_first_window_goes_alone_then_two_per_call() -> None:
     backend = SlowBackend()
     assert len(run(backend, [window(30.0 * i) for i in range(5)], first_alone=True)) == 5

@@ -34,7 +34,9 @@ async def results_in_order(
     jobs not yet sent are never sent (nor cut).
 
     ``per_call``: consecutive jobs go to the runner this many at a time, in one call
-    (``transcribe_many``), so the runner decodes them as one batch however they arrive.
+    (``transcribe_many``), so the runner decodes them as one batch however they arrive;
+    the calls go in rounds of ``in_flight // per_call``. A last call that would start a
+    round of its own goes as one call per job, to be decoded side by side.
 
     ``first_alone``: the other jobs go once the first one's result is in. Sent together,
     the first windows share a batch and arrive together; alone, the first is decoded by
@@ -71,13 +73,32 @@ async def results_in_order(
     async def produce() -> None:
         source = aiter(jobs) if isinstance(jobs, AsyncIterable) else _from_iterable(jobs)
         call: list[TranscriptionJob] = []
+        # A full call that would start a round (one call per slot): sent once another job
+        # shows it is not the request's last.
+        held: list[TranscriptionJob] | None = None
         try:
             async for job in source:
+                if held is not None:
+                    send(held)
+                    held = None
                 await room.acquire()
                 call.append(job)
-                if len(call) == (1 if first_alone and not calls else per_call):
+                if first_alone and not calls:
                     send(call)
-                    call = []
+                elif len(call) == per_call:
+                    starts_round = (len(calls) - first_alone) % (in_flight // per_call) == 0
+                    if per_call > 1 and starts_round:
+                        held = call
+                    else:
+                        send(call)
+                else:
+                    continue
+                call = []
+            if held is not None:
+                # The last call would run alone, one worker decoding its stack while the
+                # others idle as their calls end: its jobs go one per call instead.
+                for job in held:
+                    send([job])
             if call:
                 send(call)
         except Exception as exc:  # the jobs' source failed (e.g. undecodable audio)
