@@ -44,7 +44,8 @@ async def results_in_order(
     sooner at little cost to the whole.
     """
     per_call = max(1, min(per_call, in_flight))
-    gate = asyncio.Semaphore(max(1, in_flight // per_call))  # calls at the runner
+    slots = max(1, in_flight // per_call)  # calls at the runner at once: a round
+    gate = asyncio.Semaphore(slots)
     room = asyncio.Semaphore(in_flight + ahead)
     order: asyncio.Queue[tuple[asyncio.Future[list[TranscriptionResult]], int] | None] = (
         asyncio.Queue()
@@ -86,7 +87,7 @@ async def results_in_order(
                 if first_alone and not calls:
                     send(call)
                 elif len(call) == per_call:
-                    starts_round = (len(calls) - first_alone) % (in_flight // per_call) == 0
+                    starts_round = (len(calls) - first_alone) % slots == 0
                     if per_call > 1 and starts_round:
                         held = call
                     else:
