@@ -129,6 +129,11 @@ class WindowCutter:
         as_float = pcm16_to_float32(piece) if piece.dtype == np.int16 else piece
         windows = [w for speech in self._vad.feed(as_float) for w in self._take(speech)]
         keep_from = self._vad.earliest_open_sample
+        if self._span is not None and keep_from - self._span[1] > self._max_gap:
+            # No speech still to come can join the window: cut it now, and hold no more of
+            # the silence after it.
+            windows.append(self._cut(self._span))
+            self._span = None
         if self._span is not None:
             keep_from = min(keep_from, self._span[0])
         self._audio.drop_before(keep_from)

@@ -2,11 +2,11 @@
 
 ``faster_whisper.vad.get_speech_timestamps`` takes the whole recording as one float32 array:
 three hours of audio are 700 MB before it starts, and it answers only at the end. Here the
-same model runs on the same 10,000-frame batches with the same carried state, and the same
-decisions are taken frame by frame, so the speech found is identical (a unit test compares
-the two on real audio), but each speech span is known as soon as the audio after it is, and
-only the audio not yet handed on is kept. Batches of pure digital silence are not run
-through the model at all: they are silence by definition.
+same model runs with the same state carried from frame to frame, and the same decisions
+are taken frame by frame, so the speech found is identical (a unit test compares the two
+on real audio), but each speech span is known as soon as the audio after it is, and only
+the audio not yet handed on is kept. Batches of pure digital silence are not run through
+the model at all: they are silence by definition.
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from theo.transcription import SAMPLE_RATE
 
 FRAME = 512  # samples per Silero decision (32 ms)
 CONTEXT = 64  # samples of the previous frame each frame sees
-# faster-whisper's SileroVADModel runs its encoder on batches of this many frames and carries
-# the LSTM state between batches only: the same batches give the same probabilities.
+# faster-whisper's SileroVADModel runs its model on batches of this many frames. Its state
+# carries from frame to frame within a batch as across batches, so batches of any size give
+# the same probabilities: this is only the most one call takes (and holds as float32).
 BATCH_FRAMES = 10_000
+# Speech is looked for as soon as this many frames (8 s) wait: a long recording's first
+# window goes to the model once its first 30 s or so are decoded, not after a whole batch
+# of 320 s (on the 231 s LJ chapter, 0.6 s sooner); smaller batches cost no more.
+EAGER_FRAMES = 250
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class SpeechProbabilities:
         """The probabilities of one batch of whole frames (at most BATCH_FRAMES of them)."""
         frames = samples.reshape(-1, FRAME)
         if not np.any(frames):
-            # Digital silence (up to 320 s; the last batch may be shorter): no speech, and
+            # Digital silence (a whole batch of it): no speech, and
             # nothing for the model to see. (The one place this differs from faster-whisper:
             # its state is not advanced.)
             self._context = frames[-1, -CONTEXT:].copy()
@@ -98,6 +103,9 @@ class SpeechTracker:
         self.next_start = 0
         self._found: list[list[int]] = []  # raw speeches not yet padded and handed out
         self._handed = 0  # speeches handed out so far
+        # The last speech went out before the next one was found (the silence after it was
+        # already long enough to settle its end): the next one's start is padded on its own.
+        self._pad_next_start = True
 
     @property
     def earliest_open_sample(self) -> int:
@@ -164,16 +172,26 @@ class SpeechTracker:
             self.prev_end = self.next_start = self.temp_end = 0
             self.triggered = False
 
+    def _last_is_settled(self) -> bool:
+        """Whether no speech still to be found can start within two pads of the last found."""
+        if not self._found:
+            return False
+        next_start = self.current_start if self.current_start is not None else self.frame * FRAME
+        return bool(next_start - self._found[-1][1] >= 2 * self.pad)
+
     def _ready(self, *, final: bool, length: int) -> list[Speech]:
         """Pad the speeches whose neighbours are known, as faster-whisper's last pass does."""
         found = self._found
-        # The last one waits for the next (or the end): its end pad depends on the gap.
-        ready_until = len(found) if final else len(found) - 1
+        # The last one waits for the next (or the end): its end pad depends on the gap, unless
+        # the silence since it is already too long for the gap to change its pad. (Without
+        # that, audio after speech would be held for as long as the silence lasts.)
+        ready_until = len(found) if final or self._last_is_settled() else len(found) - 1
         out: list[Speech] = []
         for i in range(ready_until):
             speech = found[i]
-            if self._handed == 0 and not out:
+            if self._pad_next_start:
                 speech[0] = int(max(0, speech[0] - self.pad))
+                self._pad_next_start = False
             if i != len(found) - 1:
                 following = found[i + 1]
                 silence = following[0] - speech[1]
@@ -183,8 +201,11 @@ class SpeechTracker:
                 else:
                     speech[1] = int(min(length or float("inf"), speech[1] + self.pad))
                     following[0] = int(max(0, following[0] - self.pad))
-            else:
+            elif final:
                 speech[1] = int(min(length, speech[1] + self.pad))
+            else:  # settled: the next speech will be at least two pads away
+                speech[1] = int(speech[1] + self.pad)
+                self._pad_next_start = True
             out.append(Speech(speech[0], speech[1]))
         self._handed += len(out)
         del found[:ready_until]
@@ -211,14 +232,14 @@ class StreamingVad:
         self._pending_samples += len(samples)
         self.length += len(samples)
         found: list[Speech] = []
-        batch_samples = BATCH_FRAMES * FRAME
-        if self._pending_samples >= batch_samples:
+        if self._pending_samples >= EAGER_FRAMES * FRAME:
             pending = np.concatenate(self._pending)
-            whole = len(pending) // batch_samples * batch_samples
+            whole = len(pending) // FRAME * FRAME
+            frames, rest = pending[:whole], pending[whole:].copy()  # not a view of all of it
+            batch_samples = BATCH_FRAMES * FRAME
             for start in range(0, whole, batch_samples):
-                probs = self._probabilities.batch(pending[start : start + batch_samples])
+                probs = self._probabilities.batch(frames[start : start + batch_samples])
                 found += self._tracker.feed(probs)
-            rest = pending[whole:]
             self._pending, self._pending_samples = [rest], len(rest)
         return found
 

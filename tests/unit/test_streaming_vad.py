@@ -13,6 +13,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 from tests.conftest import FIXTURES
 from theo.audio import PIECE_SECONDS, decode_audio, iter_pcm16
 from theo.chunking import DEFAULT_CHUNKING, WINDOW_SECONDS, cut_windows
+from theo.http.decoding import CUTTER_SECONDS
 from theo.streaming_vad import BATCH_FRAMES, FRAME, Speech, iter_speech
 from theo.transcription import SAMPLE_RATE
 
@@ -89,10 +90,9 @@ def test_int16_pieces_give_the_float_windows_as_int16(long_audio: np.ndarray) ->
         assert np.array_equal(f.samples, i.samples.astype(np.float32) / 32768)
 
 
-def max_held_bytes(piece_seconds: float) -> float:
-    """What the cutter may hold: a VAD batch (320 s), a window over it, padding, a piece."""
-    seconds = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + piece_seconds
-    return seconds * SAMPLE_RATE * 2  # int16
+def max_held_bytes() -> float:
+    """What the cutter may hold (theo/http/decoding.py budgets each request for it)."""
+    return CUTTER_SECONDS * SAMPLE_RATE * 2  # int16
 
 
 def test_only_a_bounded_stretch_of_audio_is_held(long_audio: np.ndarray) -> None:
@@ -100,8 +100,8 @@ def test_only_a_bounded_stretch_of_audio_is_held(long_audio: np.ndarray) -> None
     held: list[int] = []
     windows = list(cut_windows(pieces_of(pcm, SAMPLE_RATE), on_held=held.append))
     assert len(windows) > 10
-    assert pcm.nbytes > 1.5 * max_held_bytes(1)  # the bound is not vacuous
-    assert max(held) <= max_held_bytes(1), max(held) / 2 / SAMPLE_RATE
+    assert pcm.nbytes > 1.5 * max_held_bytes()  # the bound is not vacuous
+    assert max(held) <= max_held_bytes(), max(held) / 2 / SAMPLE_RATE
 
 
 def test_hours_of_digital_silence_cost_no_windows_and_little_memory() -> None:
@@ -109,7 +109,26 @@ def test_hours_of_digital_silence_cost_no_windows_and_little_memory() -> None:
     held: list[int] = []
     pieces = (minute for _ in range(120))  # two hours, never in memory at once
     assert list(cut_windows(pieces, on_held=held.append)) == []
-    assert max(held) <= max_held_bytes(60)
+    assert max(held) <= max_held_bytes()
+
+
+def test_a_long_quiet_stretch_after_speech_is_not_held() -> None:
+    # Faint noise, not digital silence: Silero has to hear it to know it is not speech.
+    speech = decode_audio((FIXTURES / "jfk.flac").read_bytes())
+    quiet = np.random.default_rng(1).standard_normal(600 * SAMPLE_RATE) * 0.002
+    audio = np.concatenate([speech, speech, speech, quiet.astype(np.float32), speech])
+    options = DEFAULT_CHUNKING.vad_options()
+    expected = [Speech(s["start"], s["end"]) for s in get_speech_timestamps(audio, options)]
+    assert list(iter_speech(iter(pieces_of(audio, 20 * SAMPLE_RATE)), options)) == expected
+
+    pcm = (audio * 32767).astype(np.int16)
+    held: list[int] = []
+    windows = list(cut_windows(pieces_of(pcm, 20 * SAMPLE_RATE), on_held=held.append))
+    whole = list(cut_windows([pcm]))
+    assert [w.offset for w in windows] == [w.offset for w in whole]
+    assert windows[-1].offset > 600
+    # A window, a piece and the audio waiting for the VAD; not the ten minutes of quiet.
+    assert max(held) <= (WINDOW_SECONDS + 2 * 20) * SAMPLE_RATE * 2, max(held) / 2 / SAMPLE_RATE
 
 
 def test_decoded_pieces_are_bounded_and_add_up() -> None:

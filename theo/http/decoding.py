@@ -20,20 +20,35 @@ from typing import BinaryIO
 import anyio
 
 from theo.audio import PIECE_SECONDS, iter_pcm16
-from theo.chunking import WINDOW_SECONDS, AudioWindow, ChunkingStrategy, WindowCutter
+from theo.chunking import (
+    MAX_PAUSE_IN_WINDOW_SECONDS,
+    WINDOW_SECONDS,
+    AudioWindow,
+    ChunkingStrategy,
+    WindowCutter,
+)
 from theo.errors import ServiceUnavailableError
-from theo.streaming_vad import BATCH_FRAMES, FRAME
+from theo.streaming_vad import EAGER_FRAMES, FRAME
 from theo.transcription import SAMPLE_RATE
 
-# The most one request's decoding holds: the cutter's int16 audio (a VAD batch of 320 s, a
-# window over it, padding, a piece), the windows cut ahead of the runner, and the VAD
-# batch's float32 copy (with its 64-sample context per 512-sample frame) while it runs.
-_CUTTER_SECONDS = BATCH_FRAMES * FRAME / SAMPLE_RATE + WINDOW_SECONDS + 1 + PIECE_SECONDS
+# The most one request's decoding holds. The cutter's int16 audio: what waits for the VAD
+# (under 8 s, then a piece), the window being grown, the speech found after it and the speech
+# being heard (each at most a window, with a pause between), padding. Then the windows cut
+# ahead of the runner, and the float32 copy (with its 64-sample context per 512-sample
+# frame) of what the VAD runs on at once: at most the first window's audio and a piece.
+CUTTER_SECONDS = (
+    EAGER_FRAMES * FRAME / SAMPLE_RATE
+    + PIECE_SECONDS
+    + 3 * WINDOW_SECONDS
+    + MAX_PAUSE_IN_WINDOW_SECONDS
+    + 2
+)
 WINDOWS_AHEAD = 2
+_VAD_BATCH_FRAMES = (WINDOW_SECONDS + PIECE_SECONDS + 1) * SAMPLE_RATE / FRAME
 PER_REQUEST_BYTES = int(
-    _CUTTER_SECONDS * SAMPLE_RATE * 2
+    CUTTER_SECONDS * SAMPLE_RATE * 2
     + WINDOWS_AHEAD * WINDOW_SECONDS * SAMPLE_RATE * 2
-    + BATCH_FRAMES * (FRAME + 64) * 4
+    + _VAD_BATCH_FRAMES * (FRAME + 64) * 4
 )
 
 
