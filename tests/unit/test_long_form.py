@@ -95,18 +95,24 @@ def test_a_last_call_that_would_start_a_round_alone_is_split(
     assert backend.many_calls == calls
 
 
-def test_a_streamed_recordings_first_window_goes_alone_then_two_per_call() -> None:
+@pytest.mark.parametrize(("windows", "calls"), [(3, [1, 2]), (5, [1, 2, 1, 1]), (7, [1, 2, 2, 2])])
+def test_a_streamed_recordings_first_window_goes_alone_then_two_per_call(
+    windows: int, calls: list[int]
+) -> None:
+    # The first window, alone, and the next call make the first round.
     backend = SlowBackend()
-    assert len(run(backend, [window(30.0 * i) for i in range(5)], first_alone=True)) == 5
-    assert backend.many_calls == [1, 2, 2]
+    results = run(backend, [window(30.0 * i) for i in range(windows)], first_alone=True)
+    assert len(results) == windows
+    assert backend.many_calls == calls
 
 
 def test_later_windows_carry_the_language_heard_so_far() -> None:
-    backend = SlowBackend(languages={0.0: "fr", 30.0: "fr", 60.0: "de"})
-    run(backend, [window(30.0 * i) for i in range(5)], first_alone=True)
-    hints = [job.language_hint for _, job in backend.calls]
-    # The first goes alone (no hint); the others once it is heard (in French).
-    assert hints == [None, "fr", "fr", "fr", "fr"]
+    backend = SlowBackend(languages={0.0: "fr", 30.0: "fr", 60.0: "fr", 90.0: "de"})
+    run(backend, [window(30.0 * i) for i in range(6)], first_alone=True)
+    hints = [job.language_hint for _, job in sorted(backend.calls, key=lambda c: c[1].offset)]
+    # The first round (the first window alone, then two) goes unheard; the others once it
+    # is heard (in French).
+    assert hints == [None, None, None, "fr", "fr", "fr"]
 
 
 def test_no_hint_when_the_request_names_its_language() -> None:
