@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,7 +156,12 @@ def test_logs_hold_neither_the_key_nor_the_audio(secured: RunningServer) -> None
             headers={"Authorization": f"Bearer {key}", "X-Request-ID": request_id},
             timeout=60,
         )
+    # A request's access line is written after its response is sent: wait for the last.
+    deadline = time.monotonic() + 10
     log = Path(secured.log_path).read_bytes()
+    while request_ids[-1].encode() not in log and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log = Path(secured.log_path).read_bytes()
     for request_id in request_ids:
         assert request_id.encode() in log  # the requests were logged...
     assert KEY.encode() not in log  # ...without the key,

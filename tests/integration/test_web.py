@@ -234,8 +234,12 @@ def test_live_captions_from_the_microphone(server: RunningServer, browser: Brows
     assert browser.text("live-status") == "Stopped."
     assert not browser.visible("notice")
     finals = browser.driver.find_elements(By.CSS_SELECTOR, "#captions li:not(.partial) .text")
-    heard = " ".join(str(e.text) for e in finals)
-    assert {"ask", "country"} <= set(heard.lower().replace(",", " ").replace(".", " ").split())
+    heard = set(" ".join(str(e.text) for e in finals).lower().replace(",", " ").split())
+    heard = {word.strip(".?!") for word in heard}
+    # The JFK clip, as final captions. How the browser's chunks fall decides where an
+    # utterance is cut, and tiny.en then hears "ask" or "asked": not every word is pinned.
+    jfk = {"so", "my", "fellow", "americans", "ask", "not", "what", "your", "country", "can"}
+    assert "country" in heard and len(heard & jfk) >= 6, heard
     browser.assert_only_origin(server.base_url)
 
 
