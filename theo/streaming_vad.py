@@ -59,9 +59,8 @@ class SpeechProbabilities:
         """The probabilities of one batch of whole frames (at most BATCH_FRAMES of them)."""
         frames = samples.reshape(-1, FRAME)
         if not np.any(frames):
-            # Digital silence (a whole batch of it): no speech, and
-            # nothing for the model to see. (The one place this differs from faster-whisper:
-            # its state is not advanced.)
+            # Digital silence (a whole batch of it): no speech, and nothing for the model to
+            # see. (The one place this differs from faster-whisper: its state is not advanced.)
             self._context = frames[-1, -CONTEXT:].copy()
             return np.zeros(len(frames), dtype=np.float32)
         contexts = np.empty((len(frames), CONTEXT), dtype=np.float32)
@@ -102,9 +101,9 @@ class SpeechTracker:
         self.prev_end = 0
         self.next_start = 0
         self._found: list[list[int]] = []  # raw speeches not yet padded and handed out
-        self._handed = 0  # speeches handed out so far
-        # The last speech went out before the next one was found (the silence after it was
-        # already long enough to settle its end): the next one's start is padded on its own.
+        # Whether the next speech handed out pads its own start: the first one does, and so
+        # does one after a speech that went out before it was found (the silence between was
+        # already long enough to settle both pads).
         self._pad_next_start = True
 
     @property
@@ -207,7 +206,6 @@ class SpeechTracker:
                 speech[1] = int(speech[1] + self.pad)
                 self._pad_next_start = True
             out.append(Speech(speech[0], speech[1]))
-        self._handed += len(out)
         del found[:ready_until]
         return out
 

@@ -1,7 +1,7 @@
 """theo/streaming_vad.py and theo/window_cutter.py: VAD and windows as audio arrives.
 
 Real Silero VAD (it ships with faster-whisper) on real recordings stitched past 320 s, so
-several of the VAD's 10,000-frame batches are crossed.
+pieces of every size cross many VAD batches, the largest (10,000 frames) included.
 """
 
 from __future__ import annotations
