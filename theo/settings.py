@@ -122,6 +122,14 @@ class Settings(BaseSettings):
         description="Runners load a model instance of their own for live decodes, so these "
         "never queue behind a long file's windows (costs the model's memory once more).",
     )
+    realtime_file_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="With the live instance, the nice value of the file instance's decoding "
+        "threads: live decodes take the cores first, even from a file's decode in progress "
+        "(0: the same priority).",
+    )
     realtime_shutdown_grace_seconds: float = Field(
         default=15.0,
         ge=0,

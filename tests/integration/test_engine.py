@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -18,6 +19,7 @@ from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.engine import FasterWhisperEngine
 from theo.engine.instances import InstanceChooser
+from theo.engine.threads import thread_ids
 from theo.manifest import load_manifest
 from theo.transcription import SAMPLE_RATE, TranscriptionJob, TranscriptionResult
 
@@ -190,6 +192,32 @@ def test_a_request_alone_is_decoded_on_the_solo_instance_and_not_under_load(
     assert used == [tiny.model]
     # both instances give the same text
     assert {r.text for batch in together for r in batch} == {alone.text}
+
+
+def _cpu_ticks(thread: int) -> int:
+    """User plus system CPU time a thread of this process has used, in clock ticks."""
+    fields = Path(f"/proc/self/task/{thread}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_niced_engine_decodes_on_the_threads_it_lowered() -> None:
+    path = MODELS_DIR / "faster-whisper-tiny.en"
+    niced = FasterWhisperEngine(path, load_manifest(path / "theo.yaml"), niceness=7)
+    config = niced.config
+    # the workers' threads and the solo instance's, at least
+    assert len(niced.threads) >= config.num_workers + 1
+    assert {os.getpriority(os.PRIO_PROCESS, t) for t in niced.threads} == {7}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
+    before = {t: _cpu_ticks(t) for t in thread_ids()}
+    jobs = [TranscriptionJob.from_samples(samples("1089-134686-0000.flac"))] * 4
+    niced.transcribe_batch(jobs)
+    niced.transcribe(jobs[0])  # alone: on the solo instance, whose OpenMP threads start now
+    spent = {t: _cpu_ticks(t) - before.get(t, 0) for t in thread_ids()}
+    low = sum(ticks for t, ticks in spent.items() if os.getpriority(os.PRIO_PROCESS, t) == 7)
+    # the encoder and decoder ran at the lowered priority: on the threads the loads
+    # started, or on threads those started (numpy's mel spectrogram is the rest)
+    assert low >= 0.8 * sum(spent.values()) > 0
 
 
 # --- long-form windows ------------------------------------------------------------------------

@@ -252,6 +252,18 @@ def test_concurrent_sessions_are_batched_and_logged_without_text(server: Running
     assert "turnips" not in server.log().lower()  # no transcript (nor audio) in the logs
 
 
+def test_the_file_instance_decodes_at_a_lower_priority_than_the_live_one(
+    server: RunningServer,
+) -> None:
+    file_text(server, CLIPS[0])  # both instances have decoded by now (warm-up, this file)
+    threads = runner_process(server, TINY_RUNNER).threads()
+    nice = {t.id: os.getpriority(os.PRIO_PROCESS, t.id) for t in threads}
+    # the file instance's CTranslate2 threads (two workers and the solo instance's) at the
+    # default THEO_REALTIME_FILE_NICENESS; the live instance's and BentoML's at 0
+    assert sum(1 for value in nice.values() if value == 10) >= 3
+    assert set(nice.values()) == {0, 10}
+
+
 def test_theo_live_prints_the_text(server: RunningServer) -> None:
     theo = Path(sys.executable).parent / "theo"
     result = subprocess.run(

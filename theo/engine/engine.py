@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from theo.engine import faster_whisper_internals as fw
 from theo.engine.instances import InstanceChooser
 from theo.engine.passes import GroupDecoder
+from theo.engine.threads import lower_priority, started_threads
 from theo.manifest import ModelManifest
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
@@ -30,7 +31,9 @@ logger = logging.getLogger(__name__)
 class FasterWhisperEngine:
     """One loaded Whisper model and the decoding options its manifest gives it."""
 
-    def __init__(self, model_path: Path, manifest: ModelManifest):
+    def __init__(self, model_path: Path, manifest: ModelManifest, *, niceness: int = 0):
+        """Load the model's instances; on CPU, their threads get the nice value
+        ``niceness`` (a higher one yields the cores to other instances' threads)."""
         config = manifest.engine_config
         # numpy's BLAS does the mel filter product only. Its extra threads busy-wait after
         # each one and took ~10% of the CPU from CTranslate2's workers (docs/performance.md).
@@ -48,13 +51,17 @@ class FasterWhisperEngine:
                 local_files_only=True,
             )
 
-        self.model = load(config.device, config.cpu_threads, config.num_workers)
+        with started_threads() as threads:
+            self.model = load(config.device, config.cpu_threads, config.num_workers)
+            # At low load a lone request would run on one worker's threads while the
+            # other cores idle: a second instance with more threads decodes it instead.
+            solo = None
+            if config.solo_cpu_threads and fw.device(self.model) == "cpu":
+                solo = load("cpu", config.solo_cpu_threads, num_workers=1)
         self.multilingual = fw.is_multilingual(self.model)
-        # At low load a lone request would run on one worker's threads while the other
-        # cores idle: a second instance with more threads decodes it instead.
-        solo = None
-        if config.solo_cpu_threads and fw.device(self.model) == "cpu":
-            solo = load("cpu", config.solo_cpu_threads, num_workers=1)
+        self.threads = threads  # CTranslate2's, started by the loads
+        if niceness and fw.device(self.model) == "cpu":
+            lower_priority(threads, niceness)
         self.instances = InstanceChooser(self.model, solo)
         self.decoder = GroupDecoder(self.model, config)
         self._pool = ThreadPoolExecutor(
