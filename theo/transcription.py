@@ -37,6 +37,11 @@ class TranscriptionJob(BaseModel):
     # None: the model's beam size (its manifest). A live partial re-decode asks for 1: a
     # draft that the utterance's final decode replaces, at about half the cost.
     beam_size: int | None = Field(default=None, ge=1)
+    # None: the encoder sees 30 s, the input Whisper was trained on. Else at least this
+    # many seconds, padded past the audio (theo/engine/policy.py's encoder_input_frames):
+    # a live utterance's decode at a fraction of the cost; a decode that looks failed is
+    # done again on 30 s.
+    encoder_seconds: float | None = Field(default=None, gt=0, le=30)
     # One window of a longer recording (theo/long_form.py): decoded as text whose words
     # are then aligned to the audio, and after the runner's other work.
     long_form: bool = False

@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from tests.conftest import FIXTURES, MODELS_DIR, word_errors
 from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.engine import FasterWhisperEngine
+from theo.engine import faster_whisper_internals as fw
 from theo.engine.instances import InstanceChooser
 from theo.engine.threads import thread_ids
 from theo.manifest import load_manifest
@@ -297,3 +299,43 @@ def test_a_long_form_window_sure_of_its_language_overrides_the_hint() -> None:
         samples("fleurs-fr-000.ogg"), long_form=True, language_hint="en"
     )
     assert base.transcribe(french).language == "fr"
+
+
+def encoder_inputs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The mel frames of every encoder input from now on (the real encoder still runs)."""
+    frames: list[int] = []
+    encode = fw.encode
+
+    def recording(model: WhisperModel, features: np.ndarray) -> object:
+        frames.append(features.shape[-1])
+        return encode(model, features)
+
+    monkeypatch.setattr(fw, "encode", recording)
+    return frames
+
+
+def test_a_shorter_encoder_input_gives_the_same_text(
+    monkeypatch: pytest.MonkeyPatch, fixture_manifest: dict[str, dict[str, Any]]
+) -> None:
+    tiny = engine("faster-whisper-tiny.en")
+    inputs = encoder_inputs(monkeypatch)
+    jfk = samples("jfk.flac")  # 11 s
+    full = tiny.transcribe(TranscriptionJob.from_samples(jfk))
+    short = tiny.transcribe(TranscriptionJob.from_samples(jfk, encoder_seconds=15))
+    assert inputs == [3000, 1500]
+    reference = fixture_manifest["jfk.flac"]["text"]
+    assert word_errors(reference, full.text) == word_errors(reference, short.text) == 0
+    assert short.segments[-1].end <= 11.0  # the padding holds no text
+
+
+def test_a_failed_decode_on_a_short_encoder_input_is_done_again_on_30_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One word (0.7 s) in 5 s of input: tiny.en's decode fails (a loop or an improbable
+    # text, as most such short inputs do); the window is decoded again as Whisper was trained.
+    tiny = engine("faster-whisper-tiny.en")
+    inputs = encoder_inputs(monkeypatch)
+    word = TranscriptionJob.from_samples(samples("an443-mmxg-b.wav"), encoder_seconds=1)
+    result = tiny.transcribe(word)
+    assert inputs == [500, 3000]
+    assert word_errors("no", result.text) == 0

@@ -15,6 +15,7 @@ from theo.engine.policy import (
     Attempt,
     best_attempt,
     choose_language,
+    encoder_input_frames,
     is_digital_silence,
     temperature_schedule,
 )
@@ -157,3 +158,21 @@ def test_a_long_form_window_keeps_its_recordings_language_unless_sure_of_another
 
 def test_without_a_hint_the_detection_decides() -> None:
     assert choose_language("pt", 0.3, hint=None) == "pt"
+
+
+@pytest.mark.parametrize(
+    ("content", "least", "expected"),
+    [
+        (1100, 1500, 1500),  # 11 s of audio (JFK) in 15 s
+        (1300, 1500, 1500),  # exactly 2 s of padding
+        (1301, 1500, 2000),  # then the next 5 s step
+        (70, 100, 500),  # a word: one step at least
+        (2900, 1500, 3000),  # never more than Whisper's 30 s
+        (3000, 1500, 3000),
+        (100, 3000, 3000),  # asked for 30 s
+    ],
+)
+def test_the_encoder_input_holds_the_audio_and_2_s_of_padding_in_5_s_steps(
+    content: int, least: int, expected: int
+) -> None:
+    assert encoder_input_frames(content, least, 3000) == expected

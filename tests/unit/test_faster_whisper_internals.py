@@ -134,6 +134,7 @@ def test_a_window_is_padded_or_cut_to_one_encoder_input() -> None:
     assert padded[:, :10].all() and not padded[:, 10:].any()
     long = np.arange(80 * 3500, dtype=np.float32).reshape(80, 3500)
     np.testing.assert_array_equal(fw.pad_window(long), long[:, :3000])
+    assert fw.pad_window(short, 1500).shape == (80, 1500)
 
 
 def test_the_tokenizer_is_built_from_the_hf_tokenizer_a_task_and_a_language() -> None:

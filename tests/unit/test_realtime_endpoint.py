@@ -65,6 +65,7 @@ class ScriptedBackend:
     def __init__(self) -> None:
         self.calls: list[tuple[str, bool, float]] = []  # model, partial, seconds
         self.beams: list[tuple[bool, int | None]] = []  # partial, beam size asked for
+        self.encoder_seconds: list[float | None] = []  # the encoder input asked for
         self.delays: list[float] = []  # seconds the next final calls take
         self.failures: list[TheoError] = []  # errors the next final calls raise
 
@@ -84,6 +85,7 @@ class ScriptedBackend:
     ) -> list[TranscriptionResult]:
         self.calls += [(model, partial, job.duration) for job in jobs]
         self.beams += [(partial, job.beam_size) for job in jobs]
+        self.encoder_seconds += [job.encoder_seconds for job in jobs]
         if not partial:
             if self.delays:
                 await asyncio.sleep(self.delays.pop(0))
@@ -503,6 +505,23 @@ def test_partial_text_arrives_while_talking_and_adds_up(
     # partial re-decodes are greedy drafts; final decodes use the model's beam
     assert {beam for partial, beam in backend.beams if partial} == {1}
     assert {beam for partial, beam in backend.beams if not partial} == {None}
+
+
+@pytest.mark.parametrize(("setting", "asked"), [(None, 15.0), (20.0, 20.0), (0.0, None)])
+def test_live_decodes_ask_for_a_shorter_encoder_input(
+    make_client: Callable[..., TestClient],
+    backend: ScriptedBackend,
+    setting: float | None,
+    asked: float | None,
+) -> None:
+    overrides = {} if setting is None else {"realtime_encoder_seconds": setting}
+    client = make_client(realtime_partials=True, realtime_partial_interval_seconds=0.5, **overrides)
+    with client.websocket_connect(GA) as ws:
+        receive(ws)
+        append(ws, JFK + SILENCE, chunk=2400)
+        until(ws, COMPLETED, [])
+    assert any(partial for _, partial, _ in backend.calls)
+    assert set(backend.encoder_seconds) == {asked}  # finals and partials alike
 
 
 # -- Limits and auth ------------------------------------------------------------------------------

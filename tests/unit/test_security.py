@@ -24,6 +24,7 @@ DOCUMENTED_JOB_FIELDS = {
     "long_form",  # set by the server: a window of a longer recording (theo/long_form.py)
     "language_hint",  # set by the server: the language that recording was heard in so far
     "beam_size",  # set by the server only: live partial text is decoded greedily (no form field)
+    "encoder_seconds",  # set by the server only: live decodes' shorter encoder input
 }
 
 

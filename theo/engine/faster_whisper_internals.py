@@ -84,10 +84,11 @@ def log_mel(model: WhisperModel, samples: np.ndarray) -> np.ndarray:
     return features
 
 
-def pad_window(features: np.ndarray) -> np.ndarray:
-    """Mel frames padded with zeros (or cut) to one 30 s encoder input (``N_FRAMES``)."""
+def pad_window(features: np.ndarray, frames: int = N_FRAMES) -> np.ndarray:
+    """Mel frames padded with zeros (or cut) to one encoder input: 30 s (``N_FRAMES``)
+    unless asked for less. CTranslate2's Whisper encoder takes any input up to 30 s."""
     # faster_whisper.audio.pad_or_trim: the padding the encoder was trained on.
-    padded: np.ndarray = pad_or_trim(features, length=N_FRAMES)
+    padded: np.ndarray = pad_or_trim(features, length=frames)
     return padded
 
 

@@ -20,6 +20,7 @@ from theo.engine.policy import (
     Attempt,
     best_attempt,
     choose_language,
+    encoder_input_frames,
     is_digital_silence,
     temperature_schedule,
 )
@@ -63,6 +64,7 @@ class _Window:
     tokenizer: Tokenizer | None = None
     history: list[int] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
+    full_input: bool = False  # a shorter encoder input failed: 30 s from now on
     # the current pass
     segment_size: int = 0
     attempts: list[Attempt] = field(default_factory=list)
@@ -78,6 +80,14 @@ class _Window:
     @property
     def content_frames(self) -> int:
         return int(self.features.shape[-1]) - 1
+
+    @property
+    def input_frames(self) -> int:
+        """The current pass's encoder input, in mel frames (``N_FRAMES``: 30 s)."""
+        seconds = self.job.encoder_seconds
+        if seconds is None or self.full_input:
+            return N_FRAMES
+        return encoder_input_frames(self.segment_size, round(seconds * N_FRAMES / 30), N_FRAMES)
 
     @property
     def prompt_tokens(self) -> list[int]:
@@ -116,12 +126,20 @@ class GroupDecoder:
                 break
             # CTranslate2 needs <|startoftranscript|> at the same position in every
             # prompt, the same task tokens after it (<|notimestamps|> or not), and one
-            # sampling temperature and beam per call: stack on all four.
-            stacks: dict[tuple[int, float, bool, int | None], list[_Window]] = defaultdict(list)
+            # sampling temperature and beam per call, and the encoder one input length:
+            # stack on all five.
+            stacks: dict[tuple[int, float, bool, int | None, int], list[_Window]]
+            stacks = defaultdict(list)
             for window in pending:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
                 job = window.job
-                key = (len(window.prompt_tokens), job.temperature, window.as_text, job.beam_size)
+                key = (
+                    len(window.prompt_tokens),
+                    job.temperature,
+                    window.as_text,
+                    job.beam_size,
+                    window.input_frames,
+                )
                 stacks[key].append(window)
             for stack in stacks.values():
                 self._decode_stack(stack, pause or (lambda: instance))
@@ -174,9 +192,14 @@ class GroupDecoder:
         return self._tokenizers[key]
 
     def _decode_stack(self, stack: list[_Window], pause: MakeWay) -> None:
-        """One pass over a stack: encode, decode (hotter again where it failed), advance."""
+        """One pass over a stack: encode, decode (hotter again where it failed), advance.
+
+        A window whose shorter encoder input gave a failed (or silent) decode is not
+        advanced: the next pass decodes it again on 30 s, before any hotter retry.
+        """
+        frames = stack[0].input_frames
         features = np.stack(
-            [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size]) for w in stack]
+            [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size], frames) for w in stack]
         )
         instance = pause()
         encoder_output = self.encode(features, instance)
@@ -185,15 +208,25 @@ class GroupDecoder:
             window.attempts.clear()
         instance = pause()
         self._generate(stack, encoder_output, stack[0].job.temperature, instance)
+        again = set()
+        if frames < N_FRAMES:
+            for i, window in enumerate(stack):
+                if window.attempts[-1].failed or window.attempts[-1].is_silence:
+                    window.full_input = True
+                    window.language = None  # detected again on the 30 s input
+                    again.add(i)
         schedule = temperature_schedule(stack[0].job.temperature, self.config.fallback_temperatures)
         for temperature in schedule[1:]:
-            failed = [i for i, w in enumerate(stack) if w.attempts[-1].failed]
+            failed = [i for i, w in enumerate(stack) if w.attempts[-1].failed and i not in again]
             if not failed:
                 break
             instance = pause()
             subset = self._select(encoder_output, features, failed, instance)
             self._generate([stack[i] for i in failed], subset, temperature, instance)
-        new_segments = [self._advance(window, best_attempt(window.attempts)) for window in stack]
+        new_segments = [
+            [] if i in again else self._advance(window, best_attempt(window.attempts))
+            for i, window in enumerate(stack)
+        ]
         wanted = [
             i
             for i, w in enumerate(stack)

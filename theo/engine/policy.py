@@ -20,6 +20,20 @@ MAX_INITIAL_TIMESTAMP = 1.0  # seconds: a pass's first segment starts no later t
 # A decode hotter than this does not condition the next pass (its text is unreliable).
 PROMPT_RESET_ON_TEMPERATURE = 0.5
 PROMPT_TOKENS_MAX = 223  # Whisper's max_length // 2 - 1
+# A job may give the encoder less than Whisper's 30 s (live utterances): its cost grows
+# faster than its input (tiny.en, one thread: 0.46 s for 30 s, 0.11 s for 15 s). The
+# input keeps at least 2 s of padding and grows in 5 s steps (windows of one step stack
+# together); on 15 s or more tiny.en and base keep their accuracy, shorter inputs fall
+# into repetition loops (docs/performance.md).
+ENCODER_PADDING_FRAMES = 200
+ENCODER_STEP_FRAMES = 500
+
+
+def encoder_input_frames(content_frames: int, least_frames: int, full_frames: int) -> int:
+    """The mel frames the encoder is given for ``content_frames`` of audio: at least
+    ``least_frames``, at most Whisper's ``full_frames``."""
+    steps = -(-(content_frames + ENCODER_PADDING_FRAMES) // ENCODER_STEP_FRAMES)
+    return min(full_frames, max(least_frames, steps * ENCODER_STEP_FRAMES))
 
 
 def temperature_schedule(temperature: float, fallback: Sequence[float]) -> tuple[float, ...]:

@@ -379,6 +379,7 @@ class LiveSession:
             language=transcription.language,
             prompt=prompt or None,
             beam_size=1 if draft else None,
+            encoder_seconds=self._settings.realtime_encoder_seconds or None,
         )
 
     async def _decode(
