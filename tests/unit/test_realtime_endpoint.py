@@ -27,8 +27,10 @@ from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL
 from tests.unit.fakes import BackendSlot
 from theo.errors import ServiceUnavailableError, TheoError
 from theo.http.app import create_app
+from theo.realtime.endpoint import RealtimeEndpoint
 from theo.realtime.session import SPECULATE_BEFORE_MS
 from theo.registry import ModelRegistry
+from theo.serving.runner import LIVE_GROUP_SIZE
 from theo.settings import Settings
 from theo.transcription import TranscriptionJob, TranscriptionResult
 
@@ -613,3 +615,13 @@ def test_no_or_a_wrong_key_is_refused_before_accepting(
     assert denied.value.status_code == 401
     error = denied.value.json()["error"]
     assert error["code"] == "invalid_api_key" and says in error["message"]
+
+
+def test_partial_re_decodes_go_out_one_engine_group_at_a_time(
+    registry: ModelRegistry, backend: ScriptedBackend
+) -> None:
+    # A partial batch of two engine groups took both of the live instance's workers, and a
+    # final decode arriving meanwhile waited for it.
+    settings = Settings(models_dir=registry.models_dir, default_model=ENGLISH_MODEL)
+    endpoint = RealtimeEndpoint(settings, registry, lambda: backend)
+    assert endpoint.decoder.partial_batch == LIVE_GROUP_SIZE

@@ -63,7 +63,7 @@ class LiveDecoder:
 
     def __init__(self, get_backend: BackendProvider, *, partial_batch: int = 4):
         self._get_backend = get_backend
-        self._partial_batch = partial_batch
+        self.partial_batch = partial_batch  # partial re-decodes per runner call, at most
         self._models: dict[str, _ModelQueue] = {}
 
     def _queue(self, model: str) -> _ModelQueue:
@@ -104,7 +104,7 @@ class LiveDecoder:
                 queue.changed.clear()
                 await queue.changed.wait()
             batch: list[_Partial] = []
-            while queue.partials and len(batch) < self._partial_batch:
+            while queue.partials and len(batch) < self.partial_batch:
                 request = queue.partials.popleft()
                 if not request.result.done():
                     batch.append(request)
