@@ -54,8 +54,9 @@ class _LongForm:
     """The backend, as one long recording's windows see it: each call of long-form jobs
     within the model's long-form slots, with the recording's language so far."""
 
-    def __init__(self, backend: TranscriptionBackend):
+    def __init__(self, backend: TranscriptionBackend, encoder_seconds: float | None):
         self._backend = backend
+        self._encoder_seconds = encoder_seconds
         self.language: str | None = None  # of the last window heard with speech
 
     async def transcribe(self, model: str, job: TranscriptionJob) -> TranscriptionResult:
@@ -67,7 +68,11 @@ class _LongForm:
     ) -> list[TranscriptionResult]:
         jobs = [
             job.model_copy(
-                update={"long_form": True, "language_hint": None if job.language else self.language}
+                update={
+                    "long_form": True,
+                    "language_hint": None if job.language else self.language,
+                    "encoder_seconds": self._encoder_seconds,
+                }
             )
             for job in jobs
         ]
@@ -92,14 +97,18 @@ async def transcribe_in_order(
     *,
     in_flight: int,
     first_alone: bool = False,
+    encoder_seconds: float | None = None,
 ) -> AsyncGenerator[TranscriptionResult, None]:
     """Each window's result in order, as :func:`theo.http.windows.results_in_order` gives
     them (the same arguments, errors and cancellation): a request with a second window
-    is a long recording, whose windows go as long-form jobs, two per call."""
+    is a long recording, whose windows go as long-form jobs, two per call, each giving
+    the encoder at least ``encoder_seconds`` of input (None: 30 s)."""
     source = aiter(jobs) if isinstance(jobs, AsyncIterable) else _from_iterable(jobs)
     first = await anext(source, None)
     second = await anext(source, None) if first is not None else None
-    to_send: TranscriptionBackend = backend if second is None else _LongForm(backend)
+    to_send: TranscriptionBackend = (
+        backend if second is None else _LongForm(backend, encoder_seconds)
+    )
     # A long recording's calls are of two windows, and a call's results are taken in
     # order: two windows ahead, so a call that ends first can make way for the next at once.
     per_call = 1 if second is None else LONG_FORM_WINDOWS_PER_CALL

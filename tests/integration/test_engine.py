@@ -339,3 +339,23 @@ def test_a_failed_decode_on_a_short_encoder_input_is_done_again_on_30_s(
     result = tiny.transcribe(word)
     assert inputs == [500, 3000]
     assert word_errors("no", result.text) == 0
+
+
+def test_long_form_windows_of_different_lengths_stack_on_the_longest_input(
+    monkeypatch: pytest.MonkeyPatch, fixture_manifest: dict[str, dict[str, Any]]
+) -> None:
+    # JFK (11 s) alone would get 15 s of input, JFK then a LibriSpeech sentence (21 s)
+    # 25 s: as one stack, both get 25 s, one encoder input per window and one decode.
+    tiny = engine("faster-whisper-tiny.en")
+    inputs = encoder_inputs(monkeypatch)
+    jfk, other = samples("jfk.flac"), samples("1089-134686-0000.flac")
+    jobs = [
+        TranscriptionJob.from_samples(audio, long_form=True, encoder_seconds=15)
+        for audio in (jfk, np.concatenate([jfk, other]))
+    ]
+    alone, joined = tiny.transcribe_batch(jobs)
+    assert inputs == [2500, 2500]
+    jfk_text = fixture_manifest["jfk.flac"]["text"]
+    other_text = fixture_manifest["1089-134686-0000.flac"]["text"]
+    assert word_errors(jfk_text, alone.text) == 0
+    assert word_errors(f"{jfk_text} {other_text}", joined.text) <= 2

@@ -342,6 +342,21 @@ def test_long_audio_is_sent_as_windows_and_merged(client: TestClient, backend: F
     assert body["text"] == " ".join([TEXT] * len(jobs))
 
 
+@pytest.mark.parametrize(("setting", "asked"), [(None, 15.0), (20.0, 20.0), (0.0, None)])
+def test_long_audio_windows_ask_for_a_shorter_encoder_input(
+    registry: ModelRegistry, models_dir: Path, setting: float | None, asked: float | None
+) -> None:
+    overrides = {} if setting is None else {"long_form_encoder_seconds": setting}
+    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL, **overrides)
+    backend = FakeBackend()
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
+        assert post(client, audio=wav_bytes(long_speech())).status_code == 200
+        assert post(client, audio=JFK).status_code == 200
+    long, short = [job for _, job in backend.calls if job.long_form], backend.calls[-1][1]
+    assert len(long) >= 2 and {job.encoder_seconds for job in long} == {asked}
+    assert not short.long_form and short.encoder_seconds is None  # one window: 30 s
+
+
 @pytest.mark.parametrize(("language", "name"), [(None, "english"), ("fr", "french")])
 def test_long_silence_is_not_sent_to_the_backend(
     client: TestClient, backend: FakeBackend, language: str | None, name: str

@@ -115,6 +115,15 @@ def test_later_windows_carry_the_language_heard_so_far() -> None:
     assert hints == [None, None, None, "fr", "fr", "fr"]
 
 
+def test_a_long_recordings_windows_ask_for_the_encoder_input_given() -> None:
+    backend = FakeBackend()
+    run(backend, [window(30.0 * i) for i in range(3)], encoder_seconds=15.0)
+    assert [job.encoder_seconds for _, job in backend.calls] == [15.0, 15.0, 15.0]
+    alone = FakeBackend()  # a request of one window keeps Whisper's 30 s
+    run(alone, [window(0.0)], encoder_seconds=15.0)
+    assert [job.encoder_seconds for _, job in alone.calls] == [None]
+
+
 def test_no_hint_when_the_request_names_its_language() -> None:
     backend = SlowBackend(languages={0.0: "fr"})
     run(backend, [window(30.0 * i, language="fr") for i in range(3)], first_alone=True)

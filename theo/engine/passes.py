@@ -126,20 +126,15 @@ class GroupDecoder:
                 break
             # CTranslate2 needs <|startoftranscript|> at the same position in every
             # prompt, the same task tokens after it (<|notimestamps|> or not), and one
-            # sampling temperature and beam per call, and the encoder one input length:
-            # stack on all five.
-            stacks: dict[tuple[int, float, bool, int | None, int], list[_Window]]
+            # sampling temperature and beam per call: stack on all four. The encoder
+            # takes one input length per call: a stack's is its longest window's
+            # (``_decode_stack``), cheaper than decoding it as two stacks.
+            stacks: dict[tuple[int, float, bool, int | None], list[_Window]]
             stacks = defaultdict(list)
             for window in pending:
                 window.segment_size = min(N_FRAMES, window.content_frames - window.seek)
                 job = window.job
-                key = (
-                    len(window.prompt_tokens),
-                    job.temperature,
-                    window.as_text,
-                    job.beam_size,
-                    window.input_frames,
-                )
+                key = (len(window.prompt_tokens), job.temperature, window.as_text, job.beam_size)
                 stacks[key].append(window)
             for stack in stacks.values():
                 self._decode_stack(stack, pause or (lambda: instance))
@@ -197,7 +192,7 @@ class GroupDecoder:
         A window whose shorter encoder input gave a failed (or silent) decode is not
         advanced: the next pass decodes it again on 30 s, before any hotter retry.
         """
-        frames = stack[0].input_frames
+        frames = max(w.input_frames for w in stack)
         features = np.stack(
             [fw.pad_window(w.features[:, w.seek : w.seek + w.segment_size], frames) for w in stack]
         )

@@ -242,6 +242,7 @@ def create_app(
             jobs(),
             in_flight=WINDOWS_IN_FLIGHT_PER_REQUEST,
             first_alone=request.stream,
+            encoder_seconds=settings.long_form_encoder_seconds or None,
         )
         held.push_async_callback(results.aclose)
 
