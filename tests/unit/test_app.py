@@ -346,8 +346,9 @@ def test_long_audio_is_sent_as_windows_and_merged(client: TestClient, backend: F
 def test_long_audio_windows_ask_for_a_shorter_encoder_input(
     registry: ModelRegistry, models_dir: Path, setting: float | None, asked: float | None
 ) -> None:
-    overrides = {} if setting is None else {"long_form_encoder_seconds": setting}
-    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL, **overrides)
+    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL)
+    if setting is not None:
+        settings = settings.model_copy(update={"long_form_encoder_seconds": setting})
     backend = FakeBackend()
     with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
         assert post(client, audio=wav_bytes(long_speech())).status_code == 200
