@@ -72,7 +72,7 @@ def test_partials_wait_for_finals_then_go_in_batches() -> None:
 def test_a_cancelled_partial_is_not_sent_and_failures_reach_the_caller() -> None:
     backend = Recorder()
     backend.finals.set()
-    decoder = LiveDecoder(lambda: backend)
+    decoder = LiveDecoder(lambda: backend, partial_batch=2)
 
     async def main() -> None:
         gone = asyncio.create_task(decoder.partial("tiny", job(1)))
@@ -102,7 +102,7 @@ def test_a_backend_without_live_lanes_gets_file_jobs() -> None:
         async def warm_up(self) -> None:
             return None
 
-    decoder = LiveDecoder(lambda: FileOnly())
+    decoder = LiveDecoder(lambda: FileOnly(), partial_batch=2)
 
     async def main() -> list[str]:
         return [(await decoder.final("m", job(1))).text, (await decoder.partial("m", job(1))).text]

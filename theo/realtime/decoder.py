@@ -61,7 +61,7 @@ class _ModelQueue:
 class LiveDecoder:
     """Sends the live sessions' decodes of each model to its runner, finals first."""
 
-    def __init__(self, get_backend: BackendProvider, *, partial_batch: int = 4):
+    def __init__(self, get_backend: BackendProvider, *, partial_batch: int):
         self._get_backend = get_backend
         self.partial_batch = partial_batch  # partial re-decodes per runner call, at most
         self._models: dict[str, _ModelQueue] = {}
