@@ -13,7 +13,8 @@ together, in the order they were asked for: several long recordings share the ru
 call at a time, and a runner lane always holds little long-form work for a short request
 to wait behind (a lane runs one batch at a time). A long-form window also carries the
 language its recording was heard in so far, which it keeps unless its own detection is
-sure of another.
+sure of another, and asks the encoder for less than 30 s of input where it is short
+(``THEO_LONG_FORM_ENCODER_SECONDS``: chains of short talks are cut into windows of 5-20 s).
 """
 
 from __future__ import annotations
