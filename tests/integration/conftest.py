@@ -53,10 +53,18 @@ def start_server(
     port = free_port()
     log_path = tmp_dir / f"server-{port}.log"
     bentoml = Path(sys.executable).parent / "bentoml"
+    # A home of its own: `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir as it
+    # starts, so a second server would wipe this one's metrics (their counters then stop).
+    home = tmp_dir / f"bentoml-home-{port}"
     process = subprocess.Popen(
         [str(bentoml), "serve", "service:Theo", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO_ROOT,
-        env={**os.environ, "THEO_MODELS_DIR": str(models_dir), **(env or {})},
+        env={
+            **os.environ,
+            "BENTOML_HOME": str(home),
+            "THEO_MODELS_DIR": str(models_dir),
+            **(env or {}),
+        },
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
