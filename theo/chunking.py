@@ -37,12 +37,12 @@ class ChunkingStrategy:
     # A pause at least this long ends a speech span.
     silence_duration_ms: int = 160
 
-    def vad_options(self) -> VadOptions:
+    def vad_options(self, max_speech_seconds: float = WINDOW_SECONDS) -> VadOptions:
         return VadOptions(
             threshold=self.threshold,
             speech_pad_ms=self.prefix_padding_ms,
             min_silence_duration_ms=self.silence_duration_ms,
-            max_speech_duration_s=WINDOW_SECONDS,
+            max_speech_duration_s=max_speech_seconds,
         )
 
 
@@ -99,16 +99,26 @@ class WindowCutter:
     Audio up to 30 s is one window unless ``vad`` or a ``chunking`` strategy is given;
     longer audio is cut at pauses found by Silero VAD (with the strategy's settings).
     Windows keep the silence inside them so timestamps stay real; stretches with no
-    speech at all are skipped. :attr:`held_bytes` is the audio it holds now.
+    speech at all are skipped. Once the audio is known to be longer than 30 s, its
+    windows are at most ``long_window_seconds`` (a long recording's). :attr:`held_bytes`
+    is the audio it holds now.
     """
 
-    def __init__(self, *, vad: bool = False, chunking: ChunkingStrategy | None = None):
+    def __init__(
+        self,
+        *,
+        vad: bool = False,
+        chunking: ChunkingStrategy | None = None,
+        long_window_seconds: float = WINDOW_SECONDS,
+    ):
         self._window = int(WINDOW_SECONDS * SAMPLE_RATE)
+        self._long_window = int(min(long_window_seconds, WINDOW_SECONDS) * SAMPLE_RATE)
         # Whisper tends to stop at a long pause and drop what follows it in the same
         # window, so a window only spans speech separated by short pauses.
         self._max_gap = int(MAX_PAUSE_IN_WINDOW_SECONDS * SAMPLE_RATE)
         self._audio = _Retained()
-        self._options = (chunking or DEFAULT_CHUNKING).vad_options()
+        # Silero splits longer speech at its quietest moment: a window's longest part.
+        self._options = (chunking or DEFAULT_CHUNKING).vad_options(self._long_window / SAMPLE_RATE)
         # Without VAD, audio is held until it is known to be longer than one window.
         self._vad: StreamingVad | None = None
         self._always_vad = vad or chunking is not None
@@ -152,14 +162,13 @@ class WindowCutter:
 
     def _take(self, speech: Speech) -> list[AudioWindow]:
         span = self._span
-        if (
-            span
-            and speech.start - span[1] <= self._max_gap
-            and speech.end - span[0] <= (self._window)
-        ):
+        # Whisper's encoder costs more per second on a longer input (docs/performance.md):
+        # a long recording is cut into shorter windows.
+        limit = self._long_window if self._audio.end > self._window else self._window
+        if span and speech.start - span[1] <= self._max_gap and speech.end - span[0] <= limit:
             span[1] = speech.end
             return []
-        self._span = [speech.start, min(speech.end, speech.start + self._window)]
+        self._span = [speech.start, min(speech.end, speech.start + limit)]
         return [self._cut(span)] if span else []
 
     def _cut(self, span: list[int]) -> AudioWindow:
@@ -171,13 +180,14 @@ def cut_windows(
     *,
     vad: bool = False,
     chunking: ChunkingStrategy | None = None,
+    long_window_seconds: float = WINDOW_SECONDS,
     on_held: Callable[[int], None] | None = None,
 ) -> Iterator[AudioWindow]:
     """The windows of the audio ``pieces`` make up, as :class:`WindowCutter` cuts them.
 
     ``on_held`` hears how many bytes of audio the cutter holds after each piece.
     """
-    cutter = WindowCutter(vad=vad, chunking=chunking)
+    cutter = WindowCutter(vad=vad, chunking=chunking, long_window_seconds=long_window_seconds)
     for piece in pieces:
         yield from cutter.feed(piece)
         if on_held is not None:
@@ -186,10 +196,17 @@ def cut_windows(
 
 
 def split_into_windows(
-    samples: np.ndarray, *, vad: bool = False, chunking: ChunkingStrategy | None = None
+    samples: np.ndarray,
+    *,
+    vad: bool = False,
+    chunking: ChunkingStrategy | None = None,
+    long_window_seconds: float = WINDOW_SECONDS,
 ) -> list[AudioWindow]:
     """The windows of audio held whole in memory (see :func:`cut_windows`)."""
-    return list(cut_windows([samples], vad=vad, chunking=chunking))
+    windows = cut_windows(
+        [samples], vad=vad, chunking=chunking, long_window_seconds=long_window_seconds
+    )
+    return list(windows)
 
 
 def join_window_texts(texts: Iterable[str]) -> str:

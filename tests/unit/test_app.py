@@ -358,6 +358,22 @@ def test_long_audio_windows_ask_for_a_shorter_encoder_input(
     assert not short.long_form and short.encoder_seconds is None  # one window: 30 s
 
 
+@pytest.mark.parametrize(("setting", "longest"), [(None, 20.0), (30.0, 30.0)])
+def test_long_audio_is_cut_into_windows_of_the_long_form_length(
+    registry: ModelRegistry, models_dir: Path, setting: float | None, longest: float
+) -> None:
+    # jfk (11 s), 2 s, a LibriSpeech line (10.4 s), 2 s, jfk: the first two fit 30 s, not 20 s.
+    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL)
+    if setting is not None:
+        settings = settings.model_copy(update={"long_form_window_seconds": setting})
+    backend = FakeBackend()
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
+        assert post(client, audio=wav_bytes(long_speech())).status_code == 200
+    durations = [job.duration for _, job in backend.calls]
+    assert max(durations) <= longest
+    assert max(durations) > 20.0 if longest > 20.0 else len(durations) == 3
+
+
 @pytest.mark.parametrize(("language", "name"), [(None, "english"), ("fr", "french")])
 def test_long_silence_is_not_sent_to_the_backend(
     client: TestClient, backend: FakeBackend, language: str | None, name: str

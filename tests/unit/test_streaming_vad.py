@@ -12,7 +12,7 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from tests.conftest import FIXTURES
 from theo.audio import PIECE_SECONDS, decode_audio, iter_pcm16
-from theo.chunking import DEFAULT_CHUNKING, WINDOW_SECONDS, cut_windows
+from theo.chunking import DEFAULT_CHUNKING, WINDOW_SECONDS, AudioWindow, cut_windows
 from theo.http.decoding import CUTTER_SECONDS
 from theo.streaming_vad import BATCH_FRAMES, FRAME, Speech, iter_speech
 from theo.transcription import SAMPLE_RATE
@@ -77,6 +77,38 @@ def test_windows_do_not_depend_on_how_the_audio_arrives(long_audio: np.ndarray) 
     assert all(len(w.samples) <= WINDOW_SECONDS * SAMPLE_RATE for w in whole)
     offsets = [w.offset for w in whole]
     assert offsets == sorted(offsets)
+
+
+def test_a_long_recordings_windows_are_at_most_its_long_window(long_audio: np.ndarray) -> None:
+    audio = long_audio[: 300 * SAMPLE_RATE]
+    full = list(cut_windows([audio]))
+    whole = list(cut_windows([audio], long_window_seconds=18))
+    pieced = list(cut_windows(pieces_of(audio, 16_000 * 3 + 5), long_window_seconds=18))
+    assert [w.offset for w in whole] == [w.offset for w in pieced]
+    assert max(len(w.samples) for w in full) > 18 * SAMPLE_RATE  # the limit is not vacuous
+    assert max(len(w.samples) for w in whole) <= 18 * SAMPLE_RATE
+    assert len(whole) > len(full)
+
+    # Cut at pauses, not through speech: the same stretches of speech, split differently.
+    def covered(windows: list[AudioWindow]) -> np.ndarray:
+        mask = np.zeros(len(audio), dtype=bool)
+        for w in windows:
+            start = round(w.offset * SAMPLE_RATE)
+            mask[start : start + len(w.samples)] = True
+        return mask
+
+    assert np.mean(covered(full) != covered(whole)) < 0.01
+
+
+def test_audio_of_one_window_is_not_cut_shorter() -> None:
+    # 24 s of speech with a 1 s pause: one window under VAD, as before; only a recording
+    # longer than 30 s is cut into shorter windows.
+    jfk = decode_audio((FIXTURES / "jfk.flac").read_bytes())
+    libri = decode_audio((FIXTURES / "1089-134686-0000.flac").read_bytes())
+    audio = np.concatenate([jfk, np.zeros(SAMPLE_RATE, dtype=np.float32), libri])
+    assert 20 * SAMPLE_RATE < len(audio) <= WINDOW_SECONDS * SAMPLE_RATE
+    (window,) = cut_windows([audio], vad=True, long_window_seconds=15)
+    assert len(window.samples) > 20 * SAMPLE_RATE
 
 
 def test_int16_pieces_give_the_float_windows_as_int16(long_audio: np.ndarray) -> None:

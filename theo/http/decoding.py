@@ -116,6 +116,7 @@ class DecodedAudioBudget:
         vad: bool,
         chunking: ChunkingStrategy | None,
         report: DecodeReport,
+        long_window_seconds: float = WINDOW_SECONDS,
     ) -> AsyncIterator[AudioWindow]:
         """The windows of ``source``, decoded and cut in a worker thread as they are asked for.
 
@@ -130,7 +131,7 @@ class DecodedAudioBudget:
             self._notify()
 
         pieces = iter_pcm16(source, max_seconds=max_seconds)
-        cutter = WindowCutter(vad=vad, chunking=chunking)
+        cutter = WindowCutter(vad=vad, chunking=chunking, long_window_seconds=long_window_seconds)
 
         def step() -> list[AudioWindow] | None:
             """Decode and cut one piece (~20 ms of CPU): the windows it completes."""
