@@ -342,17 +342,26 @@ def test_long_audio_is_sent_as_windows_and_merged(client: TestClient, backend: F
     assert body["text"] == " ".join([TEXT] * len(jobs))
 
 
+def long_speech_sent(
+    registry: ModelRegistry, models_dir: Path, *, then: bytes | None = None, **setting: float | None
+) -> FakeBackend:
+    """The fake backend of an app with ``setting`` (None: the default) that was sent the
+    36 s long speech fixture, and then ``then``."""
+    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL)
+    settings = settings.model_copy(update={k: v for k, v in setting.items() if v is not None})
+    backend = FakeBackend()
+    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
+        assert post(client, audio=wav_bytes(long_speech())).status_code == 200
+        if then is not None:
+            assert post(client, audio=then).status_code == 200
+    return backend
+
+
 @pytest.mark.parametrize(("setting", "asked"), [(None, 15.0), (20.0, 20.0), (0.0, None)])
 def test_long_audio_windows_ask_for_a_shorter_encoder_input(
     registry: ModelRegistry, models_dir: Path, setting: float | None, asked: float | None
 ) -> None:
-    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL)
-    if setting is not None:
-        settings = settings.model_copy(update={"long_form_encoder_seconds": setting})
-    backend = FakeBackend()
-    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
-        assert post(client, audio=wav_bytes(long_speech())).status_code == 200
-        assert post(client, audio=JFK).status_code == 200
+    backend = long_speech_sent(registry, models_dir, long_form_encoder_seconds=setting, then=JFK)
     long, short = [job for _, job in backend.calls if job.long_form], backend.calls[-1][1]
     assert len(long) >= 2 and {job.encoder_seconds for job in long} == {asked}
     assert not short.long_form and short.encoder_seconds is None  # one window: 30 s
@@ -363,12 +372,7 @@ def test_long_audio_is_cut_into_windows_of_the_long_form_length(
     registry: ModelRegistry, models_dir: Path, setting: float | None, longest: float
 ) -> None:
     # jfk (11 s), 2 s, a LibriSpeech line (10.4 s), 2 s, jfk: the first two fit 30 s, not 20 s.
-    settings = Settings(models_dir=models_dir, default_model=MULTILINGUAL_MODEL)
-    if setting is not None:
-        settings = settings.model_copy(update={"long_form_window_seconds": setting})
-    backend = FakeBackend()
-    with TestClient(create_app(settings, registry, BackendSlot(backend))) as client:
-        assert post(client, audio=wav_bytes(long_speech())).status_code == 200
+    backend = long_speech_sent(registry, models_dir, long_form_window_seconds=setting)
     durations = [job.duration for _, job in backend.calls]
     assert max(durations) <= longest
     assert max(durations) > 20.0 if longest > 20.0 else len(durations) == 3
