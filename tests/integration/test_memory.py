@@ -28,6 +28,7 @@ from theo.audio import decode_audio
 from theo.chunking import merge_window_results, split_into_windows
 from theo.engine import FasterWhisperEngine
 from theo.manifest import load_manifest
+from theo.settings import Settings
 from theo.transcription import TranscriptionJob
 
 JFK_TEXT = (
@@ -54,7 +55,11 @@ def silence_flac() -> bytes:
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("memory"))
+    # Every window encoded on 30 s: with a shorter input, a stack is encoded on its longest
+    # window's, so how the runner happened to stack windows would change their text (the
+    # one-pass comparison below would measure batching, not cutting).
+    env = {"THEO_LONG_FORM_ENCODER_SECONDS": "0"}
+    server = start_server(tmp_path_factory.mktemp("memory"), env=env)
     wait_warmed_up(server)  # its calls would count as the API process's CPU below
     yield server
     stop_server(server)
@@ -186,7 +191,11 @@ def test_three_hours_of_speech_in_bounded_memory_with_the_text_of_one_pass(
     audio = decode_audio(data)
     tiny = MODELS_DIR / TINY
     manifest = load_manifest(tiny / "theo.yaml")
-    windows = split_into_windows(audio, vad=manifest.engine_config.vad_filter)
+    windows = split_into_windows(
+        audio,
+        vad=manifest.engine_config.vad_filter,
+        long_window_seconds=Settings.model_fields["long_form_window_seconds"].default,
+    )
     first = [w for w in windows if w.offset < 600]
     cutoff = first[-1].offset + len(first[-1].samples) / 16000
     engine = FasterWhisperEngine(tiny, manifest)
