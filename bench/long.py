@@ -89,7 +89,7 @@ def raw_worker(model_dir: Path) -> None:
         elif request["config"] == SERVER_ARITHMETIC:
             # numpy's BLAS on one thread, as in the server's runner: the log-mel features
             # then match the server's to the last bit (with more threads they differ there,
-            # and on some CPUs that changes a quarter of the short clips' decodes).
+            # and on some CPUs that changes some of the short clips' decodes).
             with threadpool_limits(limits=1, user_api="blas"):
                 segments, _ = model.transcribe(audio, beam_size=5)
                 segments = list(segments)
@@ -290,12 +290,15 @@ def measure_model(
                 texts = asyncio.run(server_texts(base_url, model, [i.path for i in items]))
                 entry = {"items": len(items), "theo": wer([i.text for i in items], texts)}
                 if raw is not None:
-                    for config in ("transcribe", SERVER_ARITHMETIC):
-                        raw_texts = [raw.run(config, i.path)["text"] for i in items]
-                        entry[config] = wer([i.text for i in items], raw_texts)
-                    # raw_texts: the server's arithmetic's, clip by clip.
+                    raw_texts = {
+                        config: [raw.run(config, i.path)["text"] for i in items]
+                        for config in ("transcribe", SERVER_ARITHMETIC)
+                    }
+                    for config, hypotheses in raw_texts.items():
+                        entry[config] = wer([i.text for i in items], hypotheses)
                     entry["texts_differ"] = sum(
-                        a.strip() != b.strip() for a, b in zip(texts, raw_texts, strict=True)
+                        a.strip() != b.strip()
+                        for a, b in zip(texts, raw_texts[SERVER_ARITHMETIC], strict=True)
                     )
                 out["short"][name] = entry
                 print(model, "short", name, json.dumps(entry), flush=True)
