@@ -75,9 +75,16 @@ def main() -> None:
 
     if args.eval_dir:
         items = eval_items(args.eval_dir)
+        references = [i.text for i in items]
         hypotheses = [run(model, decode_audio(item.path.read_bytes())) for item in items]
-        out["wer"] = wer([i.text for i in items], hypotheses)
+        out["wer"] = wer(references, hypotheses)
         out["wer_items"] = len(items)
+        # Again with numpy's BLAS on one thread, as in Theo's runner: the log-mel product
+        # then sums as the server's does, to the last bit; with more threads it can differ
+        # there, and on some CPUs that changes some int8 decodes (docs/performance.md).
+        with threadpool_limits(limits=1, user_api="blas"):
+            hypotheses = [run(model, decode_audio(item.path.read_bytes())) for item in items]
+        out["wer_blas1"] = wer(references, hypotheses)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     workers = WhisperModel(
