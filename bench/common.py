@@ -12,6 +12,7 @@ from typing import Any
 
 import jiwer
 import psutil
+from threadpoolctl import threadpool_limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EVAL_DIR = REPO_ROOT.parent / "shared" / "eval"
@@ -61,3 +62,15 @@ def write_report(out: Path, text: str, report: dict[str, Any]) -> None:
     out.write_text(text, encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(text)
+
+
+def runner_blas() -> threadpool_limits:
+    """numpy's BLAS as Theo's runner keeps it (``BLAS_THREADS``), for a ``with`` block.
+
+    The log-mel features then match the server's to the last bit; with more threads they
+    can differ there, and on some CPUs that changes some int8 decodes (docs/performance.md).
+    A lazy ``transcribe`` must be consumed inside the block.
+    """
+    from theo.engine.engine import BLAS_THREADS  # loads CTranslate2: only when asked
+
+    return threadpool_limits(limits=BLAS_THREADS, user_api="blas")

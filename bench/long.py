@@ -41,7 +41,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import DEFAULT_EVAL_DIR, REPO_ROOT, eval_items, machine, wer, write_report
+from bench.common import (
+    DEFAULT_EVAL_DIR,
+    REPO_ROOT,
+    eval_items,
+    machine,
+    runner_blas,
+    wer,
+    write_report,
+)
 from bench.long_recordings import (
     DEFAULT_CACHE_DIR,
     Recording,
@@ -71,7 +79,6 @@ def raw_worker(model_dir: Path) -> None:
     """Answer one JSON line per request line on stdin: a recording through one raw config."""
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
-    from threadpoolctl import threadpool_limits
 
     from theo.audio import decode_audio
 
@@ -87,10 +94,7 @@ def raw_worker(model_dir: Path) -> None:
         if request["config"] == "transcribe":
             segments, _ = model.transcribe(audio, beam_size=5)
         elif request["config"] == SERVER_ARITHMETIC:
-            # numpy's BLAS on one thread, as in the server's runner: the log-mel features
-            # then match the server's to the last bit (with more threads they differ there,
-            # and on some CPUs that changes some of the short clips' decodes).
-            with threadpool_limits(limits=1, user_api="blas"):
+            with runner_blas():
                 segments, _ = model.transcribe(audio, beam_size=5)
                 segments = list(segments)
         else:

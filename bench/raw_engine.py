@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
-from threadpoolctl import threadpool_limits
 
-from bench.common import eval_items, wer
+from bench.common import eval_items, runner_blas, wer
 from theo.audio import decode_audio
 
 # The median of this many single requests: with 3, the figure moved by ±15% between runs
@@ -79,10 +78,8 @@ def main() -> None:
         hypotheses = [run(model, decode_audio(item.path.read_bytes())) for item in items]
         out["wer"] = wer(references, hypotheses)
         out["wer_items"] = len(items)
-        # Again with numpy's BLAS on one thread, as in Theo's runner: the log-mel product
-        # then sums as the server's does, to the last bit; with more threads it can differ
-        # there, and on some CPUs that changes some int8 decodes (docs/performance.md).
-        with threadpool_limits(limits=1, user_api="blas"):
+        # Again on the server's log-mel arithmetic.
+        with runner_blas():
             hypotheses = [run(model, decode_audio(item.path.read_bytes())) for item in items]
         out["wer_blas1"] = wer(references, hypotheses)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -102,7 +99,7 @@ def main() -> None:
 
     # Not one of the raw configurations: the same with Theo's runner setting of one
     # BLAS thread (its idle threads busy-wait), to show what that setting is worth alone.
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+    with runner_blas(), ThreadPoolExecutor(2) as pool:
         start = time.perf_counter()
         list(pool.map(lambda _: run(workers, clip), range(args.copies)))
         out["two_workers_blas1_rtfx"] = _rtfx(total, time.perf_counter() - start)

@@ -28,6 +28,11 @@ from theo.transcription import TranscriptionJob, TranscriptionResult
 logger = logging.getLogger(__name__)
 
 
+# numpy's BLAS does the mel filter product only. Its extra threads busy-wait after each one
+# and took ~10% of the CPU from CTranslate2's workers (docs/performance.md).
+BLAS_THREADS = 1
+
+
 class FasterWhisperEngine:
     """One loaded Whisper model and the decoding options its manifest gives it."""
 
@@ -35,9 +40,7 @@ class FasterWhisperEngine:
         """Load the model's instances; on CPU, their threads get the nice value
         ``niceness`` (a higher one yields the cores to other instances' threads)."""
         config = manifest.engine_config
-        # numpy's BLAS does the mel filter product only. Its extra threads busy-wait after
-        # each one and took ~10% of the CPU from CTranslate2's workers (docs/performance.md).
-        threadpool_limits(limits=1, user_api="blas")
+        threadpool_limits(limits=BLAS_THREADS, user_api="blas")
         self.manifest = manifest
         self.config = config
 
