@@ -9,6 +9,11 @@ faster-whisper on the same model files (int8, beam 5): ``WhisperModel.transcribe
 interleaved recording by recording, so a busy machine slows them alike. Reported:
 
 - WER (lower-cased, punctuation stripped) and wall time, one request at a time;
+- each recording's WER also on N - 1 copies of it shifted by a few ms of digital silence,
+  for all of them: mean and spread. One run's WER on a recording of ~300-600 words moves
+  by a word or more with such a shift, for every system alike, so a difference of 0.3
+  points between two systems is only seen in the mean (``--shifts N``, default 6; 1 for
+  none);
 - timestamp error: for each true sentence or clip start, the distance to the nearest
   segment start (median and p90);
 - words emitted inside a silence or noise stretch of the chains (hallucination);
@@ -34,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +62,8 @@ from bench.long_recordings import (
     Span,
     all_recordings,
     percentile,
+    shift_ms,
+    shifted_copy,
     start_errors,
     words_in_stretches,
 )
@@ -70,6 +78,10 @@ RAW_CONFIGS = ("transcribe", "batched8", "batched16")
 SERVER_ARITHMETIC = "transcribe_blas1"
 FLEURS_LANGUAGES = ("de", "es", "fr", "pt")
 IDLE_SHORT_REQUESTS = 20
+# Each recording and five copies shifted by 7-33 ms: the recordings' WER moves by up to
+# 1-3 points from copy to copy (docs/performance.md), so the WER goals are also checked
+# on the mean over these.
+SHIFTS = 6
 
 
 # -- The raw engine, in a process of its own ----------------------------------------------
@@ -276,6 +288,10 @@ def measure_model(
                 for config in RAW_CONFIGS:
                     runs[config] = score(recording, raw.run(config, recording.path))
             out["recordings"][recording.name] = runs
+            if args.shifts > 1:
+                shifted = shifted_wers(recording, runs, base_url, model, raw, args)
+                out.setdefault("shifted", {})[recording.name] = shifted
+                print(model, recording.name, "shifted", json.dumps(shifted), flush=True)
             print(
                 model,
                 recording.name,
@@ -312,6 +328,26 @@ def measure_model(
     return out
 
 
+def shifted_wers(
+    recording: Recording,
+    runs: dict[str, Any],
+    base_url: str,
+    model: str,
+    raw: RawEngine | None,
+    args: argparse.Namespace,
+) -> dict[str, list[float]]:
+    """Each config's WER on the recording (its run above) and on its shifted copies."""
+    wers = {config: [float(run["wer"])] for config, run in runs.items()}
+    for index in range(1, args.shifts):
+        path = shifted_copy(recording, shift_ms(index), args.cache_dir)
+        texts = {"theo": asyncio.run(_single(base_url, model, path))["text"]}
+        if raw is not None:
+            texts |= {config: raw.run(config, path)["text"] for config in RAW_CONFIGS}
+        for config, text in texts.items():
+            wers[config].append(wer([recording.reference], [text]))
+    return wers
+
+
 async def _single(base_url: str, model: str, path: Path) -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
         return await transcribe(client, base_url, model, path)
@@ -320,8 +356,28 @@ async def _single(base_url: str, model: str, path: Path) -> dict[str, Any]:
 # -- Report -------------------------------------------------------------------------------
 
 
-def _best_batched(runs: dict[str, Any], key: str) -> float:
-    return min(float(runs[c][key]) for c in ("batched8", "batched16"))
+def shifted_table(shifted: dict[str, Any], configs: list[str]) -> list[str]:
+    """Each config's WER over a recording and its shifted copies: mean ± sd (min-max)."""
+    copies = len(next(iter(shifted.values()))["theo"])
+    lines = [
+        f"WER over each recording and {copies - 1} copies of it shifted by "
+        f"{shift_ms(1)}-{shift_ms(copies - 1)} ms of digital silence (`--shifts {copies}`): "
+        "mean ± sd (min-max).",
+        "",
+        "| recording | " + " | ".join(f"WER {c}" for c in configs) + " |",
+        "|---" * (1 + len(configs)) + "|",
+    ]
+    for name, wers in shifted.items():
+        cells = [
+            f"{statistics.mean(w):.2f} ± {statistics.stdev(w):.2f} ({min(w):.1f}-{max(w):.1f})"
+            for w in (wers[c] for c in configs)
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    averages = [
+        f"**{statistics.mean(statistics.mean(w[c]) for w in shifted.values()):.2f}**"
+        for c in configs
+    ]
+    return [*lines, "| **average** | " + " | ".join(averages) + " |", ""]
 
 
 def markdown(report: dict[str, Any], recordings: dict[str, Recording]) -> str:
@@ -368,6 +424,8 @@ def markdown(report: dict[str, Any], recordings: dict[str, Recording]) -> str:
             f"**{sum(r[c]['wall'] for r in data['recordings'].values()):.1f}**" for c in configs
         ]
         lines += ["| " + " | ".join(averages) + " |", ""]
+        if "shifted" in data:
+            lines += shifted_table(data["shifted"], configs)
         header = "| recording | " + " | ".join(f"ts {c}" for c in configs)
         header += " | " + " | ".join(f"stretch words {c}" for c in configs)
         lines += [header + " |", "|---" * (1 + 2 * len(configs)) + "|"]
@@ -430,22 +488,39 @@ def goals(data: dict[str, Any], recordings: dict[str, Recording]) -> list[str]:
         f"{theo_wall:.1f} s vs {batched_wall:.1f} s: {ratio:.2f}x",
         ratio <= 1.0,
     )
-    worse = []
-    for name, r in runs.items():
-        bound = min(r["transcribe"]["wer"], _best_batched(r, "wer")) + 0.3
-        if r["theo"]["wer"] > bound:
-            worse.append(f"{name} {r['theo']['wer']:.1f} > {bound:.1f}")
-    row(
-        "WER ≤ min(transcribe, batched) + 0.3 on every recording",
-        "; ".join(worse) or "all",
-        not worse,
-    )
-    mean = {c: statistics.mean(r[c]["wer"] for r in runs.values()) for c in ("theo", *RAW_CONFIGS)}
-    row(
-        "average WER below transcribe's and batched's",
-        ", ".join(f"{c} {v:.2f}" for c, v in mean.items()),
-        mean["theo"] < min(mean[c] for c in RAW_CONFIGS),
-    )
+
+    wer_sources: list[tuple[str, dict[str, Any], Callable[[Any, str], float]]] = [
+        ("", runs, lambda r, c: float(r[c]["wer"]))
+    ]
+    if "shifted" in data:
+        copies = len(next(iter(data["shifted"].values()))["theo"])
+        wer_sources.append(
+            (
+                f", mean over {copies} shifted copies (`--shifts {copies}`)",
+                data["shifted"],
+                lambda w, c: float(statistics.mean(w[c])),
+            )
+        )
+    for label, per_recording, wer_of in wer_sources:
+        worse = []
+        for name, r in per_recording.items():
+            bound = min(wer_of(r, c) for c in RAW_CONFIGS) + 0.3
+            if wer_of(r, "theo") > bound:
+                worse.append(f"{name} {wer_of(r, 'theo'):.2f} > {bound:.2f}")
+        row(
+            f"WER ≤ min(transcribe, batched) + 0.3 on every recording{label}",
+            "; ".join(worse) or "all",
+            not worse,
+        )
+        mean = {
+            c: statistics.mean(wer_of(r, c) for r in per_recording.values())
+            for c in ("theo", *RAW_CONFIGS)
+        }
+        row(
+            f"average WER below transcribe's and batched's{label}",
+            ", ".join(f"{c} {v:.2f}" for c, v in mean.items()),
+            mean["theo"] < min(mean[c] for c in RAW_CONFIGS),
+        )
     errors = [
         e
         for name, r in runs.items()
@@ -494,6 +569,13 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true", help="the server only")
     parser.add_argument("--no-load", action="store_true", help="skip the 4-files load test")
     parser.add_argument("--no-short", action="store_true", help="skip the short clips' WER")
+    parser.add_argument(
+        "--shifts",
+        type=int,
+        default=SHIFTS,
+        help=f"WER also on N-1 copies of each recording shifted by a few ms (default {SHIFTS}; "
+        "1: none)",
+    )
     parser.add_argument("--port", type=int, default=18766)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "long.md")
     args = parser.parse_args()

@@ -120,6 +120,18 @@ def _manifest(eval_dir: Path, name: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def _cached_wav(cache_dir: Path, name: str, audio: np.ndarray) -> Path:
+    """``audio`` as a WAV in the cache, named by its content (written once)."""
+    digest = hashlib.sha256(audio.tobytes()).hexdigest()[:12]
+    path = cache_dir / f"{name}-{digest}.wav"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        _write_wav(partial, audio)
+        partial.rename(path)
+    return path
+
+
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2")
     with wave.open(str(path), "wb") as out:
@@ -192,16 +204,9 @@ def build_chain(spec: ChainSpec, eval_dir: Path, cache_dir: Path) -> Recording:
     audio = np.concatenate(pieces)
     audio = audio + rng.normal(0, FLOOR_RMS, len(audio)).astype(np.float32)
     reference = " ".join(str(item["text"]) for item in items)
-    digest = hashlib.sha256(audio.tobytes()).hexdigest()[:12]
-    path = cache_dir / f"{spec.name}-{digest}.wav"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        _write_wav(partial, audio)
-        partial.rename(path)
     return Recording(
         name=spec.name,
-        path=path,
+        path=_cached_wav(cache_dir, spec.name, audio),
         language=spec.language,
         reference=reference,
         duration=len(audio) / SAMPLE_RATE,
@@ -255,6 +260,25 @@ def all_recordings(eval_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> list[
         *eval_set_recordings(eval_dir),
         *(build_chain(spec, eval_dir, cache_dir) for spec in CHAINS),
     ]
+
+
+def shift_ms(index: int) -> int:
+    """The ``index``-th shift of :func:`shifted_copy`: 0, 7, 13, 20, 27, 33, 40 ms..."""
+    # Off the 10 ms log-mel hop and the 32 ms VAD frame, so that every copy gives the
+    # models other frames.
+    return round(index * 20 / 3)
+
+
+def shifted_copy(recording: Recording, shift: int, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """``recording`` with ``shift`` ms of digital silence before it, as a WAV in the cache.
+
+    Nothing a listener could hear changes, but every log-mel and VAD frame does: a
+    transcript's WER on such copies shows how much of a difference between two systems is
+    the luck of one run (bench/long.py ``--shifts``).
+    """
+    audio = decode_audio(recording.path.read_bytes())
+    audio = np.concatenate([np.zeros(SAMPLE_RATE * shift // 1000, np.float32), audio])
+    return _cached_wav(cache_dir, f"{recording.name}-shift{shift}ms", audio)
 
 
 # -- Scoring -----------------------------------------------------------------------------
