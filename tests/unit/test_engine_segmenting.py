@@ -5,11 +5,13 @@ from __future__ import annotations
 from theo.engine.segmenting import (
     MIN_PAUSE_MS,
     PAUSE_TOLERANCE_SECONDS,
+    UNSPOKEN_RUN_WORDS,
     WORD_REACH_SECONDS,
     Pause,
     longest_unheard_speech,
     pauses_between,
     segment_breaks,
+    unspoken_repeats,
 )
 from theo.transcription import SAMPLE_RATE
 
@@ -84,3 +86,46 @@ def test_speech_before_the_first_word_after_the_last_or_between_is_unheard() -> 
     assert gap == 4.0 - 2 * reach
     # nothing is unheard where nobody speaks
     assert longest_unheard_speech([], [], 0.0) == 0.0
+
+
+def test_a_phrase_said_again_in_the_last_frame_was_not_spoken() -> None:
+    # tiny.en, a window of a chain shifted by 7 ms: "... young man," then the phrase
+    # again, every word of the repeat aligned to 78.84 s
+    spoken = [
+        (" He", 76.26, 76.40),
+        (" was", 76.40, 76.64),
+        (" not,", 76.64, 77.14),
+        (" an", 77.26, 77.36),
+        (" old", 77.36, 77.70),
+        ("-sposed", 77.70, 78.10),
+        (" young", 78.10, 78.40),
+        (" man,", 78.40, 78.84),
+    ]
+    repeat = [(w, 78.84, 78.84) for w in (" and", " he", " was", " not,", " an", " old")]
+    repeat += [("-sposed", 78.84, 78.84), (" young", 78.84, 78.84), (" man.", 78.84, 78.86)]
+    assert unspoken_repeats([*spoken, *repeat]) == set(range(8, 17))
+
+
+def test_real_words_the_aligner_squeezed_are_kept() -> None:
+    # base, a French talk: "Il n'y a pas d'équivalent", "n'y a" misplaced into 20 ms
+    words = [
+        (" Il", 63.96, 65.48),
+        (" n", 65.48, 65.48),
+        ("'y", 65.48, 65.50),
+        (" a", 65.50, 65.50),
+        (" pas", 65.50, 65.60),
+    ]
+    assert unspoken_repeats(words) == set()
+
+
+def test_a_repeat_with_its_audio_was_spoken() -> None:
+    # a speaker who says it twice: each word has its time
+    phrase = [" we", " must", " go"]
+    words = [(w, 1.0 + i * 0.3, 1.25 + i * 0.3) for i, w in enumerate(phrase * 2)]
+    assert unspoken_repeats(words) == set()
+
+
+def test_fewer_repeated_words_without_audio_than_a_run_are_kept() -> None:
+    short = UNSPOKEN_RUN_WORDS - 1
+    words = [(" go", 0.0, 0.2), (" on", 0.2, 0.5)]
+    assert unspoken_repeats([*words, *[(w, 0.5, 0.5) for w, _, _ in words[:short]]]) == set()

@@ -31,6 +31,7 @@ from theo.engine.segmenting import (
     longest_unheard_speech,
     pauses_between,
     segment_breaks,
+    unspoken_repeats,
 )
 from theo.manifest import EngineConfig
 from theo.transcription import TranscriptionJob, TranscriptionResult
@@ -238,7 +239,8 @@ class GroupDecoder:
                     continue
                 # Whisper's own segments too (a window decoded again): a long-form
                 # window's segments start where speech does.
-                segments = _cut_at_pauses(_joined(segments), window, self._text_tokens)
+                whole = _without_unspoken_words(_joined(segments))
+                segments = _cut_at_pauses(whole, window, self._text_tokens) if whole else []
             window.segments.extend(segments)
 
     def _assign_languages(
@@ -467,6 +469,19 @@ def _joined(segments: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens": [t for s in segments for t in s["tokens"]],
         "words": [w for s in segments for w in s.get("words") or []],
     }
+
+
+def _without_unspoken_words(whole: dict[str, Any]) -> dict[str, Any] | None:
+    """A pass's segment without a phrase Whisper said again that has no audio; None when
+    no word is left."""
+    words = whole.get("words") or []
+    unspoken = unspoken_repeats([(w["word"], w["start"], w["end"]) for w in words])
+    if not unspoken:
+        return whole
+    kept = [w for i, w in enumerate(words) if i not in unspoken]
+    if not kept:
+        return None
+    return {**whole, "text": "".join(w["word"] for w in kept), "words": kept}
 
 
 def _cut_at_pauses(

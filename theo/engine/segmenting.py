@@ -27,6 +27,14 @@ SENTENCE_ENDS = (".", "?", "!", "\u3002", "\uff1f", "\uff01")  # and the fullwid
 UNHEARD_SPEECH_SECONDS = 1.0
 # How far around an aligned word its audio reaches (alignment is ~0.1-0.3 s off at a word's edges).
 WORD_REACH_SECONDS = 0.5
+# Decoding a window as text, Whisper sometimes says its last phrase again ("... young man,
+# and he was not an ill-disposed young man."), and the word alignment squeezes the repeat
+# into the window's last 20 ms frame. A run of this many words or more in a row with no
+# audio (one frame or none) that repeats the words before it was not spoken. (Words without
+# audio alone are not enough: the aligner also squeezes real words it misplaces, e.g. the
+# French "n'y a" of "Il n'y a pas", split into three words.)
+UNSPOKEN_RUN_WORDS = 3
+UNSPOKEN_WORD_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -91,3 +99,37 @@ def longest_unheard_speech(
             cursor = max(cursor, finish)
         longest = max(longest, stop - cursor)
     return longest
+
+
+def unspoken_repeats(words: Sequence[tuple[str, float, float]]) -> set[int]:
+    """Indices of the ``words`` ((text, start, end), seconds) that repeat the words before
+    them and were given no audio: a phrase Whisper said again (its first word may differ,
+    "and he was ..." after "He was ...")."""
+    unspoken: set[int] = set()
+    run: list[int] = []
+    for i, (_, start, end) in enumerate([*words, ("", 0.0, float("inf"))]):
+        if end - start <= UNSPOKEN_WORD_SECONDS + 1e-6:
+            run.append(i)
+            continue
+        if len(run) >= UNSPOKEN_RUN_WORDS and _repeats(words, run[0], run[-1] + 1):
+            unspoken.update(run)
+        run = []
+    return unspoken
+
+
+def _repeats(words: Sequence[tuple[str, float, float]], first: int, end: int) -> bool:
+    """Whether ``words[first:end]`` (or all but its first) occur just before ``first``."""
+    said = [_bare(text) for text, _, _ in words]
+    run = [w for w in said[first:end] if w]
+    before = [w for w in said[max(0, first - 2 * len(run)) : first] if w]
+    for phrase in (run, run[1:]):
+        n = len(phrase)
+        if n >= UNSPOKEN_RUN_WORDS - 1 and any(
+            before[i : i + n] == phrase for i in range(len(before) - n + 1)
+        ):
+            return True
+    return False
+
+
+def _bare(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
