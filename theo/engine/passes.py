@@ -239,7 +239,7 @@ class GroupDecoder:
                     continue
                 # Whisper's own segments too (a window decoded again): a long-form
                 # window's segments start where speech does.
-                whole = _without_unspoken_words(_joined(segments))
+                whole = _without_unspoken_repeats(_joined(segments))
                 segments = _cut_at_pauses(whole, window, self._text_tokens) if whole else []
             window.segments.extend(segments)
 
@@ -471,7 +471,7 @@ def _joined(segments: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _without_unspoken_words(whole: dict[str, Any]) -> dict[str, Any] | None:
+def _without_unspoken_repeats(whole: dict[str, Any]) -> dict[str, Any] | None:
     """A pass's segment without a phrase Whisper said again that has no audio; None when
     no word is left."""
     words = whole.get("words") or []
