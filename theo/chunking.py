@@ -22,6 +22,11 @@ from theo.transcription import SAMPLE_RATE, Segment, TranscriptionResult, Word
 
 WINDOW_SECONDS = 30.0
 MAX_PAUSE_IN_WINDOW_SECONDS = 2.0
+# Whisper drops a short phrase at the very end of a window: the LJ chapter's windows ended
+# "... by means of movable types. Now," (the next sentence did not fit) and "Now" was lost
+# on five of six shifted copies. A window that cannot take the next speech leaves a last
+# stretch of speech this short to the next window, which then starts with it.
+SHORT_TAIL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ class WindowCutter:
         self._vad: StreamingVad | None = None
         self._always_vad = vad or chunking is not None
         self._span: list[int] | None = None  # the window being grown: [start, end]
+        self._tail = 0  # where the last speech in the window being grown starts
+        self._short_tail = int(SHORT_TAIL_SECONDS * SAMPLE_RATE)
 
     @property
     def held_bytes(self) -> int:
@@ -165,9 +172,14 @@ class WindowCutter:
         # Whisper's encoder costs more per second on a longer input (docs/performance.md):
         # a long recording is cut into shorter windows.
         limit = self._long_window if self._audio.end > self._window else self._window
-        if span and speech.start - span[1] <= self._max_gap and speech.end - span[0] <= limit:
-            span[1] = speech.end
-            return []
+        tail, self._tail = self._tail, speech.start
+        if span and speech.start - span[1] <= self._max_gap:
+            if speech.end - span[0] <= limit:
+                span[1] = speech.end
+                return []
+            if span[0] < tail and span[1] - tail < self._short_tail and speech.end - tail <= limit:
+                self._span = [tail, speech.end]
+                return [self._cut([span[0], tail])]
         self._span = [speech.start, min(speech.end, speech.start + limit)]
         return [self._cut(span)] if span else []
 
