@@ -105,7 +105,8 @@ class WindowCutter:
     longer audio is cut at pauses found by Silero VAD (with the strategy's settings).
     Windows keep the silence inside them so timestamps stay real; stretches with no
     speech at all are skipped. Once the audio is known to be longer than 30 s, its
-    windows are at most ``long_window_seconds`` (a long recording's). :attr:`held_bytes`
+    windows are at most ``long_window_seconds`` (a long recording's). A full window leaves
+    a last phrase shorter than :data:`SHORT_TAIL_SECONDS` to the next. :attr:`held_bytes`
     is the audio it holds now.
     """
 
@@ -177,6 +178,7 @@ class WindowCutter:
             if speech.end - span[0] <= limit:
                 span[1] = speech.end
                 return []
+            # Full: a short last phrase starts the next window instead (SHORT_TAIL_SECONDS).
             if span[0] < tail and span[1] - tail < self._short_tail and speech.end - tail <= limit:
                 self._span = [tail, speech.end]
                 return [self._cut([span[0], tail])]
