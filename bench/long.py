@@ -356,9 +356,14 @@ async def _single(base_url: str, model: str, path: Path) -> dict[str, Any]:
 # -- Report -------------------------------------------------------------------------------
 
 
+def shifted_copies(shifted: dict[str, Any]) -> int:
+    """How many times each recording was heard: itself and its shifted copies."""
+    return len(next(iter(shifted.values()))["theo"])
+
+
 def shifted_table(shifted: dict[str, Any], configs: list[str]) -> list[str]:
     """Each config's WER over a recording and its shifted copies: mean ± sd (min-max)."""
-    copies = len(next(iter(shifted.values()))["theo"])
+    copies = shifted_copies(shifted)
     lines = [
         f"WER over each recording and {copies - 1} copies of it shifted by "
         f"{shift_ms(1)}-{shift_ms(copies - 1)} ms of digital silence (`--shifts {copies}`): "
@@ -493,7 +498,7 @@ def goals(data: dict[str, Any], recordings: dict[str, Recording]) -> list[str]:
         ("", runs, lambda r, c: float(r[c]["wer"]))
     ]
     if "shifted" in data:
-        copies = len(next(iter(data["shifted"].values()))["theo"])
+        copies = shifted_copies(data["shifted"])
         wer_sources.append(
             (
                 f", mean over {copies} shifted copies (`--shifts {copies}`)",
