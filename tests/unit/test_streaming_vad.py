@@ -111,15 +111,12 @@ def test_audio_of_one_window_is_not_cut_shorter() -> None:
     assert len(window.samples) > 20 * SAMPLE_RATE
 
 
-def _joined(
-    names: list[str], short: tuple[float, float] | None = None
-) -> tuple[np.ndarray, list[float]]:
-    """Fixture clips with 0.2 s pauses, and where each starts; ``short`` puts the JFK
-    clip's audio between these seconds in as the fourth clip."""
-    clips = [decode_audio((FIXTURES / name).read_bytes()) for name in names]
-    if short:
-        jfk = decode_audio((FIXTURES / "jfk.flac").read_bytes())
-        clips.insert(3, jfk[int(short[0] * SAMPLE_RATE) : int(short[1] * SAMPLE_RATE)])
+def _clip(name: str) -> np.ndarray:
+    return decode_audio((FIXTURES / name).read_bytes())
+
+
+def _joined(clips: list[np.ndarray]) -> tuple[np.ndarray, list[float]]:
+    """The clips with 0.2 s pauses, and where each starts."""
     pause = np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)
     starts = np.cumsum([0] + [len(c) + len(pause) for c in clips[:-1]]) / SAMPLE_RATE
     return np.concatenate([part for c in clips for part in (c, pause)]), list(starts)
@@ -133,8 +130,10 @@ def test_a_short_last_phrase_goes_to_the_next_window() -> None:
     # 18.5 s of speech, JFK's "not" (0.3 s), 11.7 s of speech: a 20 s window has room for
     # "not" but not for what follows. Whisper drops a short phrase at a window's very end
     # (the LJ chapter's "Now,"), so the next window starts with it instead.
-    first_clips = ["1089-134686-0000.flac", "1089-134691-0001.flac", "1089-134691-0000.flac"]
-    audio, starts = _joined([*first_clips, "2412-153948-0000.flac"], short=(3.95, 4.45))
+    before = ["1089-134686-0000.flac", "1089-134691-0001.flac", "1089-134691-0000.flac"]
+    jfk_not = _clip("jfk.flac")[int(3.95 * SAMPLE_RATE) : int(4.45 * SAMPLE_RATE)]
+    clips = [*map(_clip, before), jfk_not, _clip("2412-153948-0000.flac")]
+    audio, starts = _joined(clips)
     first, second = cut_windows([audio], vad=True, long_window_seconds=20)
     assert starts[2] + 1.5 < _ends(first) <= starts[3] + 0.05  # "not" is JFK's 4.03-4.35 s
     assert second.offset == pytest.approx(_ends(first))
@@ -144,7 +143,8 @@ def test_a_short_last_phrase_goes_to_the_next_window() -> None:
 def test_a_longer_last_phrase_stays_in_its_window() -> None:
     # The same with LJ001-0002 (1.9 s) in place of "not": it ends the first window.
     names = ["1089-134686-0000.flac", "1089-134691-0001.flac", "LJ001-0002.wav"]
-    audio, starts = _joined([*names, "2412-153948-0000.flac", "1089-134691-0000.flac"])
+    names += ["2412-153948-0000.flac", "1089-134691-0000.flac"]
+    audio, starts = _joined([_clip(name) for name in names])
     first, second = cut_windows([audio], vad=True, long_window_seconds=20)
     assert _ends(first) > starts[2] + 1.8
     assert starts[2] + 1.8 < second.offset < starts[3] + 0.5
