@@ -89,6 +89,13 @@ class EngineConfig(_Strict):
         "on one thread a stacked encode costs more per window than single ones",
     )
     max_latency_ms: int = Field(default=60_000, ge=100)
+    long_form_window_seconds: float = Field(
+        default=20.0,
+        ge=5,
+        le=30,
+        description="longest window a recording of more than 30 s is cut into, at its pauses "
+        "(THEO_LONG_FORM_WINDOW_SECONDS, when set, overrides it for every model)",
+    )
     concurrent_batches: int = Field(
         default=1,
         ge=1,

@@ -194,7 +194,7 @@ def test_three_hours_of_speech_in_bounded_memory_with_the_text_of_one_pass(
     windows = split_into_windows(
         audio,
         vad=manifest.engine_config.vad_filter,
-        long_window_seconds=Settings.model_fields["long_form_window_seconds"].default,
+        long_window_seconds=Settings().long_window_seconds(manifest.engine_config),
     )
     first = [w for w in windows if w.offset < 600]
     cutoff = first[-1].offset + len(first[-1].samples) / 16000

@@ -17,7 +17,7 @@ from openai import BadRequestError, NotFoundError, OpenAI
 from openai.types import Model
 
 from tests.conftest import FIXTURES
-from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL
+from tests.unit.conftest import ENGLISH_MODEL, MULTILINGUAL_MODEL, manifest_data, write_manifest
 from tests.unit.fakes import BackendSlot, FakeBackend
 from tests.unit.sounds import long_speech, wav_bytes
 from theo.errors import ServiceUnavailableError
@@ -367,12 +367,20 @@ def test_long_audio_windows_ask_for_a_shorter_encoder_input(
     assert not short.long_form and short.encoder_seconds is None  # one window: 30 s
 
 
-@pytest.mark.parametrize(("setting", "longest"), [(None, 20.0), (30.0, 30.0)])
-def test_long_audio_is_cut_into_windows_of_the_long_form_length(
-    registry: ModelRegistry, models_dir: Path, setting: float | None, longest: float
+@pytest.mark.parametrize(
+    ("model_says", "setting", "longest"),
+    [(None, None, 20.0), (None, 30.0, 30.0), (30.0, None, 30.0), (30.0, 20.0, 20.0)],
+)
+def test_long_audio_is_cut_into_windows_of_the_models_long_form_length_unless_set(
+    tmp_path: Path, model_says: float | None, setting: float | None, longest: float
 ) -> None:
     # jfk (11 s), 2 s, a LibriSpeech line (10.4 s), 2 s, jfk: the first two fit 30 s, not 20 s.
-    backend = long_speech_sent(registry, models_dir, long_form_window_seconds=setting)
+    manifest = manifest_data(MULTILINGUAL_MODEL, languages=["en"], language_detection=True)
+    if model_says is not None:
+        manifest["engine_config"]["long_form_window_seconds"] = model_says
+    write_manifest(tmp_path, MULTILINGUAL_MODEL, manifest)
+    registry = ModelRegistry(tmp_path)
+    backend = long_speech_sent(registry, tmp_path, long_form_window_seconds=setting)
     durations = [job.duration for _, job in backend.calls]
     assert max(durations) <= longest
     assert max(durations) > 20.0 if longest > 20.0 else len(durations) == 3

@@ -220,7 +220,7 @@ def create_app(
             vad=request.manifest.engine_config.vad_filter,
             chunking=request.chunking,
             report=report,
-            long_window_seconds=settings.long_form_window_seconds,
+            long_window_seconds=settings.long_window_seconds(request.manifest.engine_config),
         )
 
         async def jobs() -> AsyncIterator[TranscriptionJob]:
