@@ -51,9 +51,20 @@ def machine() -> str:
     """This machine, as every report's header names it."""
     memory = psutil.virtual_memory().total / 2**30
     return (
-        f"{platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GB, "
+        f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GB, "
         f"Python {platform.python_version()}"
     )
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name: runs on two CPUs are not comparable (their int8 kernels give
+    other words on the same audio, and other speeds), so every report names it."""
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    return platform.processor() or "unknown CPU"
 
 
 def write_report(out: Path, text: str, report: dict[str, Any]) -> None:
